@@ -1,0 +1,264 @@
+"""What every model family shares.
+
+A family is data (`FamilySpec`: which diffusers pipelines, which defaults) plus one Serve
+deployment class deriving from `FamilyDeployment`. All families expose the same
+`generate(GenerateParams) -> dict` and differ only in `SPEC` and, where needed, `load_pipeline`.
+Nothing here branches on a family's name.
+
+torch and diffusers are imported inside methods: the ingress imports this module for the specs
+and should not pay for (or need) torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray import serve
+
+logger = logging.getLogger("tessera.family")
+
+TaskKind = Literal["text-to-image", "image-to-image", "inpaint", "edit"]
+OutputFormat = Literal["png", "jpeg", "webp"]
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+class ParameterSpec(BaseModel):
+    """Defaults and bounds of one model's parameters, as the API reports and enforces them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    num_inference_steps: int = 28
+    min_steps: int = 1
+    max_steps: int = 50
+    guidance_scale: float | None = Field(3.5, description="None: the model takes no guidance")
+    max_guidance_scale: float = 20.0
+    width: int = 1024
+    height: int = 1024
+    min_side: int = 64
+    max_side: int = 2048
+    max_pixels: int = 2048 * 2048
+    negative_prompt: bool = False
+    strength: float = 0.8
+
+
+class GenerateParams(BaseModel):
+    """One task as a family deployment sees it: already validated and defaulted."""
+
+    task_id: str
+    tenant: str
+    model_id: str
+    task: TaskKind = "text-to-image"
+    prompt: str
+    negative_prompt: str | None = None
+    width: int
+    height: int
+    num_inference_steps: int
+    guidance_scale: float | None
+    seeds: list[int]
+    output_format: OutputFormat = "png"
+    strength: float | None = None
+    created_at: float = 0.0
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys can share one pipeline call."""
+        return (self.task, self.width, self.height, self.num_inference_steps, self.guidance_scale,
+                self.strength, self.output_format)
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    name: str
+    display_name: str
+    # diffusers pipeline class per task; the model's own class (model_index.json) is one of them
+    pipelines: dict[str, str]
+    parameters: ParameterSpec
+    # further model_index.json classes that belong to this family
+    extra_classes: tuple[str, ...] = ()
+    # constant keyword arguments of every pipeline call
+    call_kwargs: dict[str, Any] = field(default_factory=dict)
+    # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained
+    build_tiny: Callable[[str], None] | None = None
+    tiny_parameters: ParameterSpec | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.pipelines)
+
+    @property
+    def pipeline_classes(self) -> tuple[str, ...]:
+        return tuple(self.pipelines.values()) + self.extra_classes
+
+    @property
+    def deployment_name(self) -> str:
+        return f"family-{self.name}"
+
+
+def quiet_libraries() -> None:
+    """Progress bars from diffusers/transformers/hub flood replica logs with one line per step."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+def pick_device(preference: str) -> tuple[str, Any]:
+    import torch
+
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return "cuda", torch.bfloat16
+    return "cpu", torch.float32
+
+
+def encode_image(image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "png":
+        image.save(buf, format="PNG")
+    elif fmt == "jpeg":
+        image.convert("RGB").save(buf, format="JPEG", quality=92)
+    else:
+        image.save(buf, format="WEBP", quality=92)
+    return buf.getvalue()
+
+
+def output_key(tenant: str, task_id: str, created_at: float, index: int, fmt: str) -> str:
+    day = time.strftime("%Y/%m/%d", time.gmtime(created_at or time.time()))
+    ext = "jpg" if fmt == "jpeg" else fmt
+    return f"{tenant}/{day}/{task_id}/{index}.{ext}"
+
+
+class FamilyDeployment:
+    """Base of every family's Serve deployment."""
+
+    SPEC: FamilySpec
+
+    def __init__(self, config: dict):
+        from serve_app.config import TesseraConfig
+        from serve_app.storage import make_store
+        from serve_app.tasks import task_manager
+
+        quiet_libraries()
+        self.config = TesseraConfig.model_validate(config)
+        settings = self.config.families[self.SPEC.name]
+        self.device, self.dtype = pick_device(self.config.device)
+        self.store = make_store(self.config)
+        self.tasks = task_manager(self.config.instance)
+        # One pipeline call at a time per replica: concurrent calls only fight over the device.
+        self._run_lock = asyncio.Lock()
+        self._pipes: dict[tuple[str, str], Any] = {}
+
+        async def _load(model_source: str):
+            return await self.load_model(model_source)
+
+        # The class-level decorator below makes Serve see multiplexing at build time; this
+        # instance-level one carries the configured cache size.
+        self.get_model = serve.multiplexed(
+            max_num_models_per_replica=settings.max_models_per_replica)(_load)
+
+    @serve.multiplexed(max_num_models_per_replica=1)
+    async def get_model(self, model_source: str):  # replaced per instance in __init__
+        return await self.load_model(model_source)
+
+    async def load_model(self, model_source: str):
+        return await asyncio.to_thread(self.load_pipeline, model_source)
+
+    def load_pipeline(self, source: str):
+        """Load the model's own pipeline class (from model_index.json) onto the device."""
+        from diffusers import DiffusionPipeline
+
+        from serve_app.validation import resolve_source
+
+        started = time.perf_counter()
+        pipe = DiffusionPipeline.from_pretrained(resolve_source(source, self.config.data_dir),
+                                                 dtype=self.dtype)
+        pipe = pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        logger.info("loaded %s (%s) in %.2fs", source, type(pipe).__name__,
+                    time.perf_counter() - started)
+        return pipe
+
+    def pipeline_for(self, base, task: str):
+        """The pipeline of `task`, sharing the loaded components of `base`."""
+        import diffusers
+
+        wanted = self.SPEC.pipelines[task]
+        if type(base).__name__ == wanted:
+            return base
+        key = (id(base), wanted)
+        if key not in self._pipes:
+            self._pipes[key] = getattr(diffusers, wanted).from_pipe(base)
+        return self._pipes[key]
+
+    def call_kwargs(self, params: GenerateParams) -> dict:
+        import torch
+
+        n = len(params.seeds)
+        kwargs: dict[str, Any] = dict(self.SPEC.call_kwargs)
+        kwargs.update(
+            prompt=[params.prompt] * n,
+            width=params.width,
+            height=params.height,
+            num_inference_steps=params.num_inference_steps,
+            # One generator per image: an image's bytes depend on its seed alone, not on
+            # which other images shared the call.
+            generator=[torch.Generator("cpu").manual_seed(s) for s in params.seeds],
+            output_type="pil",
+        )
+        if params.guidance_scale is not None:
+            kwargs["guidance_scale"] = params.guidance_scale
+        if params.negative_prompt:
+            kwargs["negative_prompt"] = [params.negative_prompt] * n
+        return kwargs
+
+    async def generate(self, params: GenerateParams | dict) -> dict:
+        params = GenerateParams.model_validate(params)
+        source = serve.get_multiplexed_model_id()
+        t0 = time.perf_counter()
+        base = await self.get_model(source)
+        load_ms = (time.perf_counter() - t0) * 1000
+        async with self._run_lock:
+            self.tasks.mark_started.remote(params.task_id)
+            t1 = time.perf_counter()
+            # Denoising and encoding are CPU/GPU bound: keep them off the replica's event loop.
+            images = await asyncio.to_thread(self._run_pipeline, base, params)
+            inference_ms = (time.perf_counter() - t1) * 1000
+        t2 = time.perf_counter()
+        encoded = await asyncio.to_thread(
+            lambda: [encode_image(im, params.output_format) for im in images])
+        encode_ms = (time.perf_counter() - t2) * 1000
+        t3 = time.perf_counter()
+        outputs = []
+        for index, (data, seed) in enumerate(zip(encoded, params.seeds)):
+            key = output_key(params.tenant, params.task_id, params.created_at, index,
+                             params.output_format)
+            await self.store.put_async(key, data, CONTENT_TYPES[params.output_format])
+            outputs.append({"key": key, "seed": seed, "bytes": len(data),
+                            "content_type": CONTENT_TYPES[params.output_format]})
+        storage_ms = (time.perf_counter() - t3) * 1000
+        return {
+            "images": outputs,
+            "width": params.width,
+            "height": params.height,
+            "timings_ms": {"load": round(load_ms, 2), "inference": round(inference_ms, 2),
+                           "encode": round(encode_ms, 2), "storage": round(storage_ms, 2)},
+        }
+
+    def _run_pipeline(self, base, params: GenerateParams):
+        import torch
+
+        pipe = self.pipeline_for(base, params.task)
+        with torch.inference_mode():
+            return pipe(**self.call_kwargs(params)).images
+
+    async def check_health(self):
+        return None

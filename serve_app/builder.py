@@ -1,0 +1,45 @@
+"""The application builder that every deployment path points at.
+
+`serve run serve_app.builder:build_app` (embedded defaults), `serve run config.yaml` whose
+`import_path` is `serve_app.builder:build_app` with `args`, the tests, and the RayService
+`serveConfigV2` all come through `build_app`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from ray.serve import Application
+
+from deployments.base import quiet_libraries
+from deployments.registry import DEPLOYMENTS, FAMILIES
+from serve_app.auth import dev_key
+from serve_app.config import TesseraConfig, load_config
+from serve_app.ingress import Ingress
+from serve_app.validation import ensure_tiny_checkpoint
+
+logger = logging.getLogger("tessera")
+
+
+def prepare(config: TesseraConfig) -> None:
+    """First-start work: the data dir, the dev key and the tiny checkpoints."""
+    os.makedirs(config.data_dir, exist_ok=True)
+    if not os.environ.get("TESSERA_API_KEYS"):
+        print(f"Tessera dev API key (tenant 'dev'): {dev_key(config.data_dir)}", flush=True)
+    if config.build_tiny_models:
+        quiet_libraries()
+        for name in config.enabled_families():
+            if FAMILIES[name].build_tiny is not None:
+                ensure_tiny_checkpoint(config.data_dir, FAMILIES[name])
+
+
+def build_app(args: dict | None = None) -> Application:
+    config = load_config(args)
+    prepare(config)
+    as_dict = config.model_dump(mode="json")
+    families = {
+        name: DEPLOYMENTS[name].options(**settings.serve_options()).bind(as_dict)
+        for name, settings in config.enabled_families().items()
+    }
+    return Ingress.options(**config.ingress.serve_options()).bind(as_dict, families)

@@ -1,0 +1,167 @@
+"""The one validated configuration.
+
+`serve run` (through `build_app`), the tests and the RayService `serveConfigV2` all build a
+`TesseraConfig`. Only endpoints and secrets come from the environment (`apply_env`); everything
+else is data in this model, so a config file and the embedded defaults are checked the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Strict(BaseModel):
+    # A misspelt key in a config file should fail loudly, not be ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class AutoscalingSettings(_Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+    downscale_to_zero_delay_s: float | None = None
+
+
+class DeploymentSettings(_Strict):
+    """How one Serve deployment is placed and scaled."""
+
+    num_replicas: int | None = Field(None, ge=1, description="fixed replica count; None = autoscale")
+    autoscaling: AutoscalingSettings = AutoscalingSettings()
+    num_cpus: float = Field(0.1, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    accelerator_type: str | None = None
+    max_ongoing_requests: int = Field(4, ge=1)
+
+    def serve_options(self) -> dict:
+        actor = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.accelerator_type:
+            actor["accelerator_type"] = self.accelerator_type
+        opts: dict = {"ray_actor_options": actor, "max_ongoing_requests": self.max_ongoing_requests}
+        if self.num_replicas is not None:
+            opts["num_replicas"] = self.num_replicas
+        else:
+            opts["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)
+        return opts
+
+
+class FamilySettings(DeploymentSettings):
+    enabled: bool = True
+    max_models_per_replica: int = Field(2, ge=1)
+    max_batch_size: int = Field(4, ge=1)
+    batch_wait_timeout_s: float = Field(0.05, ge=0)
+    max_queued: int = Field(1000, ge=1, description="queued tasks per family before 429")
+    dispatch_concurrency: int | None = Field(
+        None, ge=1, description="tasks sent to the deployment at once; default replicas x ongoing")
+
+
+class LocalStoreSettings(_Strict):
+    subdir: str = "outputs"
+
+
+class S3StoreSettings(_Strict):
+    endpoint: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    bucket: str = "tessera-outputs"
+    secure: bool = False
+    region: str = "us-east-1"
+
+
+class StorageSettings(_Strict):
+    url_ttl_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    public_base_url: str | None = None
+    retention_days: float | None = Field(None, gt=0)
+    local: LocalStoreSettings = LocalStoreSettings()
+    s3: S3StoreSettings = S3StoreSettings()
+
+    @property
+    def backend(self) -> Literal["local", "s3"]:
+        return "s3" if self.s3.endpoint else "local"
+
+
+class PricingSettings(_Strict):
+    currency: str = "USD"
+    per_model: dict[str, float] = Field(default_factory=dict,
+                                        description="price per image by catalog id; overrides")
+    per_family: dict[str, float] = Field(default_factory=dict)
+    default_per_image: float = 0.01
+
+
+class LimitSettings(_Strict):
+    task_deadline_s: float = Field(900.0, gt=0)
+    max_queued_per_tenant: int = Field(500, ge=1)
+
+
+class TesseraConfig(_Strict):
+    data_dir: str = "./.tessera"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    instance: str = Field("tessera", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
+                          description="names the task and model actors; one per Ray cluster")
+    ingress: DeploymentSettings = DeploymentSettings(num_replicas=1)
+    families: dict[str, FamilySettings] = Field(default_factory=lambda: {"flux": FamilySettings()})
+    storage: StorageSettings = StorageSettings()
+    pricing: PricingSettings = PricingSettings()
+    limits: LimitSettings = LimitSettings()
+    build_tiny_models: bool = True
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, value: dict[str, FamilySettings]) -> dict[str, FamilySettings]:
+        from deployments.registry import FAMILIES
+
+        unknown = sorted(set(value) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
+        return value
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def enabled_families(self) -> dict[str, FamilySettings]:
+        return {name: s for name, s in self.families.items() if s.enabled}
+
+
+ENV_VARS = {
+    "TESSERA_DATA_DIR": ("data_dir",),
+    "TESSERA_S3_ENDPOINT": ("storage", "s3", "endpoint"),
+    "TESSERA_S3_ACCESS_KEY": ("storage", "s3", "access_key"),
+    "TESSERA_S3_SECRET_KEY": ("storage", "s3", "secret_key"),
+    "TESSERA_S3_BUCKET": ("storage", "s3", "bucket"),
+    "TESSERA_S3_SECURE": ("storage", "s3", "secure"),
+    "TESSERA_S3_REGION": ("storage", "s3", "region"),
+    "TESSERA_PUBLIC_BASE_URL": ("storage", "public_base_url"),
+}
+
+
+def apply_env(raw: dict, environ: dict[str, str] | None = None) -> dict:
+    """Overlay endpoint and secret variables onto a raw config dict (the env wins)."""
+    environ = os.environ if environ is None else environ
+    out = _deepcopy(raw)
+    for var, path in ENV_VARS.items():
+        if environ.get(var):
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = environ[var]
+    return out
+
+
+def load_config(args: dict | None = None, environ: dict[str, str] | None = None) -> TesseraConfig:
+    """Validate args (a serve config's `args`, or {} for the embedded defaults) plus the env.
+
+    The data dir is made absolute here so every replica, whatever its working directory,
+    writes to the same place.
+    """
+    cfg = TesseraConfig.model_validate(apply_env(dict(args or {}), environ))
+    return cfg.model_copy(update={"data_dir": str(Path(cfg.data_dir).expanduser().resolve())})
+
+
+def _deepcopy(d: dict) -> dict:
+    return {k: _deepcopy(v) if isinstance(v, dict) else v for k, v in d.items()}

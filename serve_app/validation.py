@@ -1,0 +1,241 @@
+"""`validate-hf`: find a checkpoint, read its model_index.json, decide whether Tessera serves it.
+
+An id is one of: a built-in `tessera/tiny-<family>`, a local directory holding a diffusers
+checkpoint, or a Hugging Face repo id (looked up in the local HF cache, and on the Hub unless
+`HF_HUB_OFFLINE` is set). Everything here is blocking file and network I/O: callers run it in a
+thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from deployments.base import FamilySpec
+from deployments.registry import FAMILIES, family_for_pipeline
+from serve_app.catalog import CATALOG, TINY_PREFIX, price_per_image, requires_acceptance
+from serve_app.protocol import Pricing, ValidateResponse
+
+logger = logging.getLogger("tessera.validation")
+
+REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json",
+                   ".gguf", ".pt", ".ckpt")
+# Components that carry no weights of their own.
+WEIGHTLESS_LIBRARY_CLASSES = ("Tokenizer", "Scheduler", "FeatureExtractor", "ImageProcessor",
+                              "Processor")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def tiny_checkpoint_path(data_dir: str | Path, family: str) -> Path:
+    return Path(data_dir) / "tiny" / family
+
+
+def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
+    """Write the family's tiny checkpoint once; later calls return the existing one.
+
+    Built in a temporary directory and renamed into place, so a replica that races another
+    (or is killed half-way) never leaves a half-written checkpoint behind.
+    """
+    path = tiny_checkpoint_path(data_dir, spec.name)
+    if (path / "model_index.json").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=path.parent))
+    try:
+        spec.build_tiny(str(tmp))
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / "model_index.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("built tiny %s checkpoint at %s", spec.name, path)
+    return path
+
+
+def resolve_source(source: str, data_dir: str | Path) -> str:
+    """What `from_pretrained` receives for a model's source id."""
+    if source.startswith(TINY_PREFIX):
+        spec = FAMILIES[source[len(TINY_PREFIX):]]
+        return str(ensure_tiny_checkpoint(data_dir, spec))
+    return source
+
+
+@dataclass
+class Located:
+    source: str | None = None  # what the family deployment loads
+    root: Path | None = None  # a local directory holding model_index.json
+    hub: bool = False
+    looked: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def locate(model_id: str, data_dir: str | Path) -> Located:
+    if model_id.startswith(TINY_PREFIX):
+        spec = FAMILIES.get(model_id[len(TINY_PREFIX):])
+        if spec is None or spec.build_tiny is None:
+            known = sorted(e for e in CATALOG if e.startswith(TINY_PREFIX))
+            return Located(errors=[f"no built-in tiny checkpoint {model_id!r}; known: {known}"])
+        return Located(source=model_id, root=ensure_tiny_checkpoint(data_dir, spec),
+                       looked=["built-in tiny checkpoints"])
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        path = path.resolve()
+        return Located(source=str(path), root=path, looked=[f"local directory {path}"])
+    if model_id.startswith(("/", ".", "~")) or not REPO_ID_RE.match(model_id):
+        return Located(looked=[f"local directory {path}"],
+                       errors=[f"{model_id!r} is neither a local directory nor a Hugging Face "
+                               "repo id of the form owner/name"])
+    return _locate_on_hub(model_id)
+
+
+def _locate_on_hub(repo_id: str) -> Located:
+    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+
+    found = Located(source=repo_id, hub=True,
+                    looked=[f"Hugging Face cache {constants.HF_HUB_CACHE}"])
+    cached = try_to_load_from_cache(repo_id, "model_index.json")
+    if isinstance(cached, str):
+        found.root = Path(cached).parent
+        return found
+    if hub_offline():
+        found.looked.append("the Hugging Face Hub (skipped: HF_HUB_OFFLINE is set)")
+        found.errors.append(
+            f"{repo_id}: model_index.json is not in the Hugging Face cache at "
+            f"{constants.HF_HUB_CACHE} and HF_HUB_OFFLINE is set, so the Hub was not asked")
+        return found
+    found.looked.append(f"the Hugging Face Hub at {constants.ENDPOINT}")
+    try:
+        found.root = Path(hf_hub_download(repo_id, "model_index.json")).parent
+    except Exception as exc:  # network down, repo missing, gated: all mean "not reachable"
+        name = type(exc).__name__
+        if "EntryNotFound" in name:
+            found.errors.append(f"{repo_id} has no model_index.json: it is not a diffusers "
+                                "pipeline checkpoint")
+        else:
+            found.errors.append(
+                f"{repo_id}: weights could not be reached: not in the Hugging Face cache at "
+                f"{constants.HF_HUB_CACHE}, and the Hub at {constants.ENDPOINT} answered "
+                f"{name}: {str(exc)[:200]}")
+    return found
+
+
+def _missing_weights(root: Path, model_index: dict) -> list[str]:
+    missing = []
+    for name, value in model_index.items():
+        if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+            continue
+        folder = root / name
+        if not folder.is_dir():
+            missing.append(name)
+            continue
+        if any(word in str(value[1]) for word in WEIGHTLESS_LIBRARY_CLASSES):
+            continue
+        if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in folder.iterdir()):
+            missing.append(name)
+    return missing
+
+
+def _read_license(root: Path | None, repo_id: str, hub: bool) -> str | None:
+    text = None
+    if root is not None and (root / "README.md").exists():
+        text = (root / "README.md").read_text(errors="replace")
+    elif hub and not hub_offline():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            text = Path(hf_hub_download(repo_id, "README.md")).read_text(errors="replace")
+        except Exception:
+            return None
+    return license_from_model_card(text) if text else None
+
+
+def license_from_model_card(text: str) -> str | None:
+    """The `license:` of a model card's YAML front matter (`license_name:` when it is "other")."""
+    if not text.startswith("---"):
+        return None
+    end = text.find("\n---", 3)
+    if end < 0:
+        return None
+    try:
+        meta = yaml.safe_load(text[3:end]) or {}
+    except yaml.YAMLError:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    lic = meta.get("license")
+    if isinstance(lic, list):
+        lic = lic[0] if lic else None
+    if lic == "other" and meta.get("license_name"):
+        lic = meta["license_name"]
+    return str(lic) if lic else None
+
+
+def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
+    """Everything `validate-hf` answers, including where it looked when it found nothing."""
+    located = locate(model_id, config.data_dir)
+    out = ValidateResponse(validation_id=validation_id, hf_model_id=model_id, supported=False,
+                           errors=list(located.errors), warnings=list(located.warnings))
+    if located.errors or located.root is None:
+        if not out.errors:
+            out.errors.append(f"{model_id}: not found (looked in: {', '.join(located.looked)})")
+        return out
+    index_path = located.root / "model_index.json"
+    if not index_path.exists():
+        out.errors.append(f"{model_id} has no model_index.json (looked in "
+                          f"{located.root}): it is not a diffusers pipeline checkpoint")
+        return out
+    try:
+        model_index = json.loads(index_path.read_text())
+        class_name = str(model_index["_class_name"])
+    except (ValueError, KeyError, TypeError) as exc:
+        out.errors.append(f"{index_path} is not a valid model_index.json: {exc}")
+        return out
+    out.pipeline_class = class_name
+    spec = family_for_pipeline(class_name)
+    if spec is None:
+        out.errors.append(f"pipeline class {class_name} is not supported; supported classes: "
+                          f"{sorted(c for s in FAMILIES.values() for c in s.pipeline_classes)}")
+        return out
+    out.family = spec.name
+    if spec.name not in config.enabled_families():
+        out.errors.append(f"family {spec.name} is not deployed on this server; enable it under "
+                          "families in the config")
+    missing = _missing_weights(located.root, model_index)
+    if missing:
+        where = ", ".join(located.looked)
+        if located.hub and not hub_offline():
+            out.warnings.append(f"weights of {missing} are not in the local cache; they will be "
+                                "downloaded from the Hub on first use")
+        else:
+            out.errors.append(f"weights of components {missing} were not found (looked in: "
+                              f"{where}; checkpoint root {located.root})")
+    entry = CATALOG.get(model_id)
+    if entry is None:
+        out.warnings.append("not in the built-in catalog: the family's default parameters apply")
+    out.license = entry.license if entry else _read_license(located.root, model_id, located.hub)
+    if out.license is None:
+        out.warnings.append("no licence found in the model card; import requires accepting it")
+    out.requires_license_acceptance = requires_acceptance(out.license)
+    out.tasks = spec.tasks
+    out.pipeline_tag = "text-to-image" if "text-to-image" in spec.tasks else "image-to-image"
+    out.pricing = Pricing(per_image=price_per_image(model_id, spec.name, config.pricing),
+                          currency=config.pricing.currency)
+    out.parameters = entry.parameters if entry and entry.parameters else spec.parameters
+    out.source = located.source
+    out.supported = not out.errors
+    return out

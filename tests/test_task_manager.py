@@ -1,0 +1,174 @@
+"""The dispatcher and deadline logic of the task actor, driven with a stand-in handle.
+
+The stand-in replaces only the DeploymentHandle (the network hop to a family replica); the
+integration tests drive the same code through Ray and real pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from ray.exceptions import ActorDiedError
+
+from serve_app.errors import QueueFullError, RateLimitedError
+from serve_app.storage import StorageUnavailableError
+from serve_app.tasks import TaskManager
+
+
+class Response:
+    def __init__(self, coro):
+        self._task = asyncio.ensure_future(coro)
+        self.cancelled = False
+
+    def __await__(self):
+        return self._task.__await__()
+
+    def cancel(self):
+        self.cancelled = True
+        self._task.cancel()
+
+
+class Handle:
+    """Answers generate() by running `behaviour(params, attempt)`."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.calls: list[dict] = []
+        self.responses: list[Response] = []
+
+    def options(self, **_):
+        return self
+
+    @property
+    def generate(self):
+        return self
+
+    def remote(self, params):
+        self.calls.append(params)
+        r = Response(self.behaviour(params, len(self.calls)))
+        self.responses.append(r)
+        return r
+
+
+SETTINGS = {"max_queued": 3, "dispatch_concurrency": 1, "num_replicas": 1,
+            "max_ongoing_requests": 1, "autoscaling": {"max_replicas": 1}}
+LIMITS = {"max_queued_per_tenant": 10}
+
+
+def task(i, tenant="a", deadline=30.0):
+    now = time.time()
+    return dict(id=f"t{i}", tenant=tenant, model="m", family="flux", source="s",
+                params={"task_id": f"t{i}"}, created_at=now, deadline_at=now + deadline,
+                price_per_image=0.1)
+
+
+async def ok(params, attempt):
+    await asyncio.sleep(0.01)
+    return {"images": [{"key": "k", "seed": 1}], "width": 64, "height": 64}
+
+
+async def until_done(tm, task_id, tenant="a", timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        view = await tm.get(task_id, tenant)
+        if view["status"] in ("completed", "failed"):
+            return view
+        await asyncio.sleep(0.01)
+    raise AssertionError(view)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_completes_and_fails_with_reason():
+    async def main():
+        async def behaviour(params, attempt):
+            if params["task_id"] == "t2":
+                raise StorageUnavailableError("store down")
+            if params["task_id"] == "t3":
+                raise ValueError("boom")
+            return await ok(params, attempt)
+
+        tm = TaskManager()
+        await tm.configure({"flux": SETTINGS}, {"flux": Handle(behaviour)}, LIMITS)
+        for i in (1, 2, 3):
+            await tm.submit(task(i))
+        done = [await until_done(tm, f"t{i}") for i in (1, 2, 3)]
+        assert done[0]["status"] == "completed"
+        assert done[1]["error"] == {"code": "storage_unavailable", "message": "store down"}
+        assert done[2]["error"]["code"] == "generation_failed" and "boom" in done[2]["error"]["message"]
+    run(main())
+
+
+def test_deadline_fails_running_task_and_cancels_it():
+    async def main():
+        async def slow(params, attempt):
+            await asyncio.sleep(30)
+
+        handle = Handle(slow)
+        tm = TaskManager()
+        await tm.configure({"flux": SETTINGS}, {"flux": handle}, LIMITS)
+        await tm.submit(task(1, deadline=0.3))
+        view = await until_done(tm, "t1")
+        assert view["error"]["code"] == "timeout"
+        await asyncio.sleep(0.05)
+        assert handle.responses[0].cancelled
+    run(main())
+
+
+def test_queued_task_past_deadline_fails_without_running():
+    async def main():
+        async def slow(params, attempt):
+            await asyncio.sleep(3)
+            return await ok(params, attempt)
+
+        handle = Handle(slow)
+        tm = TaskManager()
+        await tm.configure({"flux": SETTINGS}, {"flux": handle}, LIMITS)
+        await tm.submit(task(1, deadline=10))
+        await tm.submit(task(2, deadline=0.5))  # waits behind t1 (one slot)
+        view = await until_done(tm, "t2")
+        assert view["status"] == "failed" and view["error"]["code"] == "timeout"
+        assert (await until_done(tm, "t1"))["status"] == "completed"
+        assert [c["task_id"] for c in handle.calls] == ["t1"]
+    run(main())
+
+
+def test_lost_replica_requeues_then_succeeds():
+    async def main():
+        async def flaky(params, attempt):
+            if attempt == 1:
+                raise ActorDiedError()
+            return await ok(params, attempt)
+
+        tm = TaskManager()
+        await tm.configure({"flux": SETTINGS}, {"flux": Handle(flaky)}, LIMITS)
+        await tm.submit(task(1))
+        view = await until_done(tm, "t1")
+        assert view["status"] == "completed" and view["attempts"] == 2
+    run(main())
+
+
+def test_queue_caps():
+    async def main():
+        async def slow(params, attempt):
+            await asyncio.sleep(5)
+
+        tm = TaskManager()
+        await tm.configure({"flux": SETTINGS}, {"flux": Handle(slow)}, {"max_queued_per_tenant": 2})
+        await tm.submit(task(1))
+        await asyncio.sleep(0.05)  # t1 dispatched, no longer queued
+        await tm.submit(task(2))
+        await tm.submit(task(3))
+        with pytest.raises(RateLimitedError) as info:
+            await tm.submit(task(4))
+        assert info.value.headers["Retry-After"]
+        await tm.submit(task(5, tenant="b"))
+        with pytest.raises(QueueFullError):
+            await tm.submit(task(6, tenant="c"))
+        assert (await tm.get("t2", "a"))["queue_position"] == 0
+        assert (await tm.get("t5", "b"))["queue_position"] == 1
+    run(main())
