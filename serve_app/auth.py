@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 
 from serve_app.errors import AuthenticationError, InvalidRequestError
 
 DEV_TENANT = "dev"
+TENANT_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 DEV_KEY_FILE = "dev_api_key"
 
 
@@ -23,6 +25,9 @@ def parse_api_keys(spec: str) -> dict[str, str]:
         key, tenant = key.strip(), tenant.strip()
         if not sep or not key or not tenant:
             raise InvalidRequestError(f"TESSERA_API_KEYS entry {item!r} is not key=tenant")
+        if not TENANT_RE.match(tenant):
+            # tenant names become storage key prefixes
+            raise InvalidRequestError(f"tenant {tenant!r} may hold only letters, digits, . _ -")
         keys[key] = tenant
     if not keys:
         raise InvalidRequestError("TESSERA_API_KEYS is set but holds no key=tenant entry")

@@ -17,6 +17,7 @@ from deployments.registry import DEPLOYMENTS, FAMILIES
 from serve_app.auth import dev_key
 from serve_app.config import TesseraConfig, load_config
 from serve_app.ingress import Ingress
+from serve_app.storage import make_store
 from serve_app.validation import ensure_tiny_checkpoint
 
 logger = logging.getLogger("tessera")
@@ -27,6 +28,12 @@ def prepare(config: TesseraConfig) -> None:
     os.makedirs(config.data_dir, exist_ok=True)
     if not os.environ.get("TESSERA_API_KEYS"):
         print(f"Tessera dev API key (tenant 'dev'): {dev_key(config.data_dir)}", flush=True)
+    store = make_store(config)
+    try:
+        mode = store.ensure_ready(config.storage.retention_days)
+        logger.info("output store %s ready; retention by %s", type(store).__name__, mode)
+    except Exception as exc:  # serve anyway: writes retry, and fail tasks clearly if it stays down
+        print(f"warning: output store not reachable at start: {exc}", flush=True)
     if config.build_tiny_models:
         quiet_libraries()
         for name in config.enabled_families():

@@ -76,7 +76,10 @@ class S3StoreSettings(_Strict):
 class StorageSettings(_Strict):
     url_ttl_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
     public_base_url: str | None = None
-    retention_days: float | None = Field(None, gt=0)
+    retention_days: float | None = Field(None, gt=0, description="delete outputs older than")
+    retention_sweep_interval_s: float = Field(600.0, gt=0)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    upload_ttl_s: int = Field(900, ge=1, le=7 * 24 * 3600)
     local: LocalStoreSettings = LocalStoreSettings()
     s3: S3StoreSettings = S3StoreSettings()
 

@@ -65,6 +65,10 @@ class TaskNotFoundError(NotFoundError):
     code = "task_not_found"
 
 
+class UnknownUploadError(NotFoundError):
+    code = "upload_not_found"
+
+
 class ExpiredError(NotFoundError):
     code = "expired"
 

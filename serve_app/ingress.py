@@ -24,8 +24,10 @@ from serve_app.catalog import CATALOG, price_per_image, requires_acceptance
 from serve_app.config import TesseraConfig
 from serve_app.errors import (
     NotFoundError,
+    PayloadTooLargeError,
     ServiceUnavailableError,
     TesseraError,
+    UnknownUploadError,
     UnsupportedTaskError,
     install_error_handlers,
 )
@@ -39,6 +41,10 @@ from serve_app.protocol import (
     TaskCreated,
     TaskResult,
     TaskView,
+    UPLOAD_TYPES,
+    UploadCreated,
+    UploadInfo,
+    UploadRequest,
     ValidateRequest,
     ValidateResponse,
 )
@@ -78,9 +84,7 @@ class Ingress:
         self.tasks = task_manager(self.config.instance)
         self.models = model_registry(self.config.instance, self.config.data_dir)
         app.state.keys = ApiKeys.from_env(self.config.data_dir)
-        settings = {name: s.model_dump() for name, s in self.config.enabled_families().items()}
-        ray.get(self.tasks.configure.remote(settings, families,
-                                            self.config.limits.model_dump()))
+        ray.get(self.tasks.configure.remote(config, families))
 
     # ------------------------------------------------------------ health
 
@@ -195,9 +199,71 @@ class Ingress:
 
     @app.get("/v1/files/{key:path}")
     async def get_file(self, key: str, expires: int = Query(...), signature: str = Query(...)):
-        if not isinstance(self.store, LocalDiskStore):
-            raise NotFoundError("files are served by the object store, not by this API")
-        self.store.verify(key, expires, signature)
+        self._local_store().verify("GET", key, expires, signature)
         data = await self.store.get_async(key)
         return Response(content=data, media_type=content_type_for(key))
+
+    @app.put("/v1/files/{key:path}", status_code=200)
+    async def put_file(self, key: str, request: Request, expires: int = Query(...),
+                       signature: str = Query(...)):
+        self._local_store().verify("PUT", key, expires, signature)
+        data = await read_capped(request, self.config.storage.max_upload_bytes)
+        await self.store.put_async(key, data, content_type_for(key))
+        return {"key": key, "size": len(data)}
+
+    def _local_store(self) -> LocalDiskStore:
+        if not isinstance(self.store, LocalDiskStore):
+            raise NotFoundError("files are served by the object store, not by this API")
+        return self.store
+
+    # ------------------------------------------------------------ uploads
+
+    @app.post("/v1/uploads", response_model=UploadCreated, status_code=201)
+    async def create_upload(self, body: UploadRequest, request: Request,
+                            tenant: str = Depends(authenticate)):
+        cap = self.config.storage.max_upload_bytes
+        if body.size > cap:
+            raise PayloadTooLargeError(f"uploads are limited to {cap} bytes", param="size")
+        upload_id, ttl = new_id("upl"), self.config.storage.upload_ttl_s
+        key = upload_key(tenant, upload_id, body.content_type)
+        url = await asyncio.to_thread(self.store.upload_url, key, str(request.base_url), ttl)
+        return UploadCreated(upload_id=upload_id, upload_url=url,
+                             headers={"Content-Type": body.content_type},
+                             expires_at=time.time() + ttl, max_bytes=cap)
+
+    @app.get("/v1/uploads/{upload_id}", response_model=UploadInfo)
+    async def get_upload(self, upload_id: str, tenant: str = Depends(authenticate)):
+        key, size, content_type = await self._find_upload(tenant, upload_id)
+        return UploadInfo(upload_id=upload_id, size=size, content_type=content_type)
+
+    async def _find_upload(self, tenant: str, upload_id: str) -> tuple[str, int, str]:
+        """The tenant's upload: the key holds the tenant, so another's id is never found."""
+        for content_type in UPLOAD_TYPES:
+            key = upload_key(tenant, upload_id, content_type)
+            try:
+                size, _ = await self.store.stat_async(key)
+            except NotFoundError:
+                continue
+            if size > self.config.storage.max_upload_bytes:
+                raise PayloadTooLargeError(f"upload {upload_id} is {size} bytes, over the "
+                                           f"{self.config.storage.max_upload_bytes} limit",
+                                           param="upload_id")
+            return key, size, content_type
+        raise UnknownUploadError(f"no upload {upload_id!r} (or nothing was PUT to it yet)",
+                                 param="upload_id")
+
+
+def upload_key(tenant: str, upload_id: str, content_type: str) -> str:
+    return f"{tenant}/uploads/{upload_id}.{UPLOAD_TYPES[content_type]}"
+
+
+async def read_capped(request: Request, cap: int) -> bytes:
+    """The request body, refused as soon as it passes `cap` bytes."""
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap:
+            raise PayloadTooLargeError(f"uploads are limited to {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 

@@ -184,6 +184,34 @@ def resolve_guidance(asked: float | None, spec: ParameterSpec, warnings: list[st
     return asked
 
 
+# ---------------------------------------------------------------- uploads
+
+UPLOAD_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+
+
+class UploadRequest(_Request):
+    content_type: Literal["image/png", "image/jpeg", "image/webp"]
+    size: int = Field(ge=1, description="bytes the client will PUT")
+
+
+class UploadCreated(BaseModel):
+    upload_id: str
+    object: Literal["upload"] = "upload"
+    upload_url: str
+    method: Literal["PUT"] = "PUT"
+    headers: dict[str, str]
+    expires_at: float
+    max_bytes: int
+
+
+class UploadInfo(BaseModel):
+    upload_id: str
+    object: Literal["upload"] = "upload"
+    status: Literal["uploaded"] = "uploaded"
+    size: int
+    content_type: str
+
+
 # ---------------------------------------------------------------- tasks
 
 

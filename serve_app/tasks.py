@@ -19,6 +19,7 @@ from typing import Any
 import ray
 
 from serve_app.errors import (
+    ExpiredError,
     QueueFullError,
     RateLimitedError,
     TaskNotFoundError,
@@ -191,14 +192,27 @@ class TaskManager:
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._loops: dict[str, asyncio.Task] = {}
         self._watchdog: asyncio.Task | None = None
+        self._sweeper: asyncio.Task | None = None
         self._inflight: dict[str, Any] = {}
+        self._expired: dict[str, str] = {}  # task id -> tenant, after retention removed it
+        self._store = None
+        self._retention_days: float | None = None
 
     # ------------------------------------------------------------ configuration
 
-    async def configure(self, families: dict[str, dict], handles: dict[str, Any],
-                        limits: dict) -> None:
-        """Called by every ingress replica at start: family settings and their handles."""
-        self._limits = limits
+    async def configure(self, config: dict, handles: dict[str, Any]) -> None:
+        """Called by every ingress replica at start: the config and the family handles."""
+        from serve_app.config import TesseraConfig
+        from serve_app.storage import make_store
+
+        cfg = TesseraConfig.model_validate(config)
+        self._limits = cfg.limits.model_dump()
+        families = {name: s.model_dump() for name, s in cfg.enabled_families().items()}
+        self._store = make_store(cfg)
+        self._retention_days = cfg.storage.retention_days
+        if self._retention_days and (self._sweeper is None or self._sweeper.done()):
+            self._sweeper = asyncio.create_task(
+                self._sweep_forever(cfg.storage.retention_sweep_interval_s))
         for name, settings in families.items():
             self._handles[name] = handles[name]
             self._settings[name] = settings
@@ -234,6 +248,9 @@ class TaskManager:
 
     async def get(self, task_id: str, tenant: str) -> dict:
         t = self._tasks.get(task_id)
+        if t is None and self._expired.get(task_id) == tenant:
+            raise ExpiredError(f"task {task_id!r} and its images were removed after the "
+                               f"{self._retention_days}-day retention period", param="task_id")
         if t is None or t.tenant != tenant:
             raise TaskNotFoundError(f"task {task_id!r} not found", param="task_id")
         return self._view(t)
@@ -246,8 +263,11 @@ class TaskManager:
 
     def _view(self, t: Task) -> dict:
         out = t.view()
-        out["queue_position"] = (self._queues[t.family].position(t.tenant, t.id)
-                                 if t.status == QUEUED else None)
+        if t.status == QUEUED:
+            # None from the queue means it was already handed to a replica: next to start.
+            out["queue_position"] = self._queues[t.family].position(t.tenant, t.id) or 0
+        else:
+            out["queue_position"] = None
         return out
 
     # ------------------------------------------------------------ the replicas' side
@@ -310,6 +330,29 @@ class TaskManager:
         if not task.done:
             task.fail(code, message)
             self._queues[task.family].remove(task.tenant, task.id)
+
+    async def sweep(self, now: float | None = None) -> dict:
+        """Retention: drop finished tasks older than the period, their images, and strays."""
+        cutoff = (now or time.time()) - self._retention_days * 86400
+        old = [t for t in self._tasks.values() if t.done and (t.completed_at or 0) < cutoff]
+        keys = [im["key"] for t in old if t.result for im in t.result["images"]]
+        if keys:
+            await self._store.delete_async(keys)
+        for t in old:
+            del self._tasks[t.id]
+            self._expired[t.id] = t.tenant
+        strays = await asyncio.to_thread(self._store.delete_older_than, cutoff)
+        return {"tasks": len(old), "objects": len(keys) + strays}
+
+    async def _sweep_forever(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                removed = await self.sweep()
+                if removed["tasks"] or removed["objects"]:
+                    logger.info("retention removed %s", removed)
+            except Exception:  # a store outage must not end the sweeper for good
+                logger.exception("retention sweep failed; retrying next interval")
 
     async def _watch_deadlines(self) -> None:
         while True:

@@ -218,8 +218,10 @@ def test_n_images_each_with_its_seed_and_random_seed(client_a, tiny_flux_a):
     seeds = [d["seed"] for d in task["result"]["data"]]
     assert len(seeds) == 2 and seeds[1] == seeds[0] + 1
     assert task["result"]["usage"]["images"] == 2
-    again = generate(client_a, tiny_flux_a, size="64x64", n=1, seed=seeds[1])
-    assert download(again["result"]["data"][0]["url"]) == download(task["result"]["data"][1]["url"])
+    again = generate(client_a, tiny_flux_a, size="64x64", n=2, seed=seeds[0])
+    assert [d["seed"] for d in again["result"]["data"]] == seeds
+    for first, second in zip(task["result"]["data"], again["result"]["data"]):
+        assert download(first["url"]) == download(second["url"])
 
 
 def test_size_rounding_is_reported(client_a, tiny_flux_a):

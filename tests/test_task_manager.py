@@ -12,7 +12,8 @@ import time
 import pytest
 from ray.exceptions import ActorDiedError
 
-from serve_app.errors import QueueFullError, RateLimitedError
+from serve_app.config import load_config
+from serve_app.errors import ExpiredError, QueueFullError, RateLimitedError
 from serve_app.storage import StorageUnavailableError
 from serve_app.tasks import TaskManager
 
@@ -52,9 +53,12 @@ class Handle:
         return r
 
 
-SETTINGS = {"max_queued": 3, "dispatch_concurrency": 1, "num_replicas": 1,
-            "max_ongoing_requests": 1, "autoscaling": {"max_replicas": 1}}
-LIMITS = {"max_queued_per_tenant": 10}
+def config(tmp_path, max_queued_per_tenant=10, **storage):
+    return load_config({
+        "data_dir": str(tmp_path),
+        "families": {"flux": {"max_queued": 3, "dispatch_concurrency": 1, "num_replicas": 1}},
+        "limits": {"max_queued_per_tenant": max_queued_per_tenant},
+        "storage": storage}, environ={}).model_dump()
 
 
 def task(i, tenant="a", deadline=30.0):
@@ -83,7 +87,7 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_completes_and_fails_with_reason():
+def test_completes_and_fails_with_reason(tmp_path):
     async def main():
         async def behaviour(params, attempt):
             if params["task_id"] == "t2":
@@ -93,7 +97,7 @@ def test_completes_and_fails_with_reason():
             return await ok(params, attempt)
 
         tm = TaskManager()
-        await tm.configure({"flux": SETTINGS}, {"flux": Handle(behaviour)}, LIMITS)
+        await tm.configure(config(tmp_path), {"flux": Handle(behaviour)})
         for i in (1, 2, 3):
             await tm.submit(task(i))
         done = [await until_done(tm, f"t{i}") for i in (1, 2, 3)]
@@ -103,14 +107,14 @@ def test_completes_and_fails_with_reason():
     run(main())
 
 
-def test_deadline_fails_running_task_and_cancels_it():
+def test_deadline_fails_running_task_and_cancels_it(tmp_path):
     async def main():
         async def slow(params, attempt):
             await asyncio.sleep(30)
 
         handle = Handle(slow)
         tm = TaskManager()
-        await tm.configure({"flux": SETTINGS}, {"flux": handle}, LIMITS)
+        await tm.configure(config(tmp_path), {"flux": handle})
         await tm.submit(task(1, deadline=0.3))
         view = await until_done(tm, "t1")
         assert view["error"]["code"] == "timeout"
@@ -119,7 +123,7 @@ def test_deadline_fails_running_task_and_cancels_it():
     run(main())
 
 
-def test_queued_task_past_deadline_fails_without_running():
+def test_queued_task_past_deadline_fails_without_running(tmp_path):
     async def main():
         async def slow(params, attempt):
             await asyncio.sleep(3)
@@ -127,7 +131,7 @@ def test_queued_task_past_deadline_fails_without_running():
 
         handle = Handle(slow)
         tm = TaskManager()
-        await tm.configure({"flux": SETTINGS}, {"flux": handle}, LIMITS)
+        await tm.configure(config(tmp_path), {"flux": handle})
         await tm.submit(task(1, deadline=10))
         await tm.submit(task(2, deadline=0.5))  # waits behind t1 (one slot)
         view = await until_done(tm, "t2")
@@ -137,7 +141,7 @@ def test_queued_task_past_deadline_fails_without_running():
     run(main())
 
 
-def test_lost_replica_requeues_then_succeeds():
+def test_lost_replica_requeues_then_succeeds(tmp_path):
     async def main():
         async def flaky(params, attempt):
             if attempt == 1:
@@ -145,20 +149,20 @@ def test_lost_replica_requeues_then_succeeds():
             return await ok(params, attempt)
 
         tm = TaskManager()
-        await tm.configure({"flux": SETTINGS}, {"flux": Handle(flaky)}, LIMITS)
+        await tm.configure(config(tmp_path), {"flux": Handle(flaky)})
         await tm.submit(task(1))
         view = await until_done(tm, "t1")
         assert view["status"] == "completed" and view["attempts"] == 2
     run(main())
 
 
-def test_queue_caps():
+def test_queue_caps(tmp_path):
     async def main():
         async def slow(params, attempt):
             await asyncio.sleep(5)
 
         tm = TaskManager()
-        await tm.configure({"flux": SETTINGS}, {"flux": Handle(slow)}, {"max_queued_per_tenant": 2})
+        await tm.configure(config(tmp_path, 2), {"flux": Handle(slow)})
         await tm.submit(task(1))
         await asyncio.sleep(0.05)  # t1 dispatched, no longer queued
         await tm.submit(task(2))
@@ -171,4 +175,30 @@ def test_queue_caps():
             await tm.submit(task(6, tenant="c"))
         assert (await tm.get("t2", "a"))["queue_position"] == 0
         assert (await tm.get("t5", "b"))["queue_position"] == 1
+    run(main())
+
+
+def test_retention_sweep_removes_images_and_answers_expired(tmp_path):
+    async def main():
+        async def writes(params, attempt):
+            await tm._store.put_async("a/2026/01/01/t1/0.png", b"png", "image/png")
+            return {"images": [{"key": "a/2026/01/01/t1/0.png", "seed": 1}],
+                    "width": 64, "height": 64}
+
+        tm = TaskManager()
+        await tm.configure(config(tmp_path, retention_days=1), {"flux": Handle(writes)})
+        await tm.submit(task(1))
+        await until_done(tm, "t1")
+        stray = tmp_path / "outputs" / "b" / "old.png"
+        stray.parent.mkdir(parents=True)
+        stray.write_bytes(b"x")
+        assert await tm.sweep() == {"tasks": 0, "objects": 0}
+        removed = await tm.sweep(now=time.time() + 2 * 86400)
+        assert removed == {"tasks": 1, "objects": 2}
+        assert not (tmp_path / "outputs" / "a" / "2026" / "01" / "01" / "t1" / "0.png").exists()
+        assert not stray.exists()
+        with pytest.raises(ExpiredError):
+            await tm.get("t1", "a")
+        with pytest.raises(Exception, match="not found"):
+            await tm.get("t1", "b")
     run(main())
