@@ -75,6 +75,23 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
+# Helpers sit above the class: Serve serialises the ingress class when it is decorated, and
+# names defined below it would be missing in the replica.
+def upload_key(tenant: str, upload_id: str, content_type: str) -> str:
+    return f"{tenant}/uploads/{upload_id}.{UPLOAD_TYPES[content_type]}"
+
+
+async def read_capped(request: Request, cap: int) -> bytes:
+    """The request body, refused as soon as it passes `cap` bytes."""
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap:
+            raise PayloadTooLargeError(f"uploads are limited to {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @serve.deployment(name="ingress")
 @serve.ingress(app)
 class Ingress:
@@ -251,19 +268,3 @@ class Ingress:
             return key, size, content_type
         raise UnknownUploadError(f"no upload {upload_id!r} (or nothing was PUT to it yet)",
                                  param="upload_id")
-
-
-def upload_key(tenant: str, upload_id: str, content_type: str) -> str:
-    return f"{tenant}/uploads/{upload_id}.{UPLOAD_TYPES[content_type]}"
-
-
-async def read_capped(request: Request, cap: int) -> bytes:
-    """The request body, refused as soon as it passes `cap` bytes."""
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > cap:
-            raise PayloadTooLargeError(f"uploads are limited to {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-

@@ -331,3 +331,21 @@ def test_failed_generation_marks_task_failed_with_reason(client_a, corrupt_flux_
     # the service keeps serving after a failure
     with_tiny = import_model(client_a, "tessera/tiny-flux")
     assert generate(client_a, with_tiny, size="64x64")["status"] == "completed"
+
+
+def test_uploads_on_local_store(client_a, client_b):
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(png, format="PNG")
+    data = png.getvalue()
+    up = client_a.post("/v1/uploads", json={"content_type": "image/png", "size": len(data)})
+    assert up.status_code == 201
+    up = up.json()
+    assert "/v1/files/" in up["upload_url"]
+    put = httpx.put(up["upload_url"], content=data, headers=up["headers"])
+    assert put.status_code == 200, put.text
+    info = client_a.get(f"/v1/uploads/{up['upload_id']}").json()
+    assert info["size"] == len(data) and info["content_type"] == "image/png"
+    assert error_of(client_b.get(f"/v1/uploads/{up['upload_id']}"), 404)["code"] == \
+        "upload_not_found"
+    # the PUT link cannot be used to read, and a GET link cannot be forged from it
+    assert httpx.get(up["upload_url"]).status_code == 403
