@@ -191,3 +191,17 @@ def cached_repo_id(hf_home, local_flux_dir) -> str:
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(revision)
     return repo_id
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs CUDA")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
