@@ -45,6 +45,7 @@ class ParameterSpec(BaseModel):
     max_pixels: int = 2048 * 2048
     negative_prompt: bool = False
     strength: float = 0.8
+    max_input_images: int = 1
 
 
 class GenerateParams(BaseModel):
@@ -63,6 +64,8 @@ class GenerateParams(BaseModel):
     seeds: list[int]
     output_format: OutputFormat = "png"
     strength: float | None = None
+    image_keys: list[str] = []
+    mask_key: str | None = None
     created_at: float = 0.0
 
     def batch_key(self) -> tuple:
@@ -80,8 +83,12 @@ class FamilySpec:
     parameters: ParameterSpec
     # further model_index.json classes that belong to this family
     extra_classes: tuple[str, ...] = ()
-    # constant keyword arguments of every pipeline call
+    # constant keyword arguments of every pipeline call (dropped where a pipeline lacks them)
     call_kwargs: dict[str, Any] = field(default_factory=dict)
+    # the keyword this family's pipelines take the API's guidance_scale as
+    guidance_kwarg: str | None = "guidance_scale"
+    # whether `image` is a list of reference images (several refs) rather than one image
+    multi_image: bool = False
     # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained
     build_tiny: Callable[[str], None] | None = None
     tiny_parameters: ParameterSpec | None = None
@@ -179,8 +186,13 @@ class FamilyDeployment:
         from serve_app.validation import resolve_source
 
         started = time.perf_counter()
-        pipe = DiffusionPipeline.from_pretrained(resolve_source(source, self.config.data_dir),
-                                                 dtype=self.dtype)
+        path, transformer_weights = resolve_source(source, self.config.data_dir)
+        pipe = DiffusionPipeline.from_pretrained(path, dtype=self.dtype)
+        if transformer_weights:
+            from safetensors.torch import load_file
+
+            # strict: a fine-tune whose tensors do not match the base must fail the load
+            pipe.transformer.load_state_dict(load_file(transformer_weights), strict=True)
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         logger.info("loaded %s (%s) in %.2fs", source, type(pipe).__name__,
@@ -199,26 +211,51 @@ class FamilyDeployment:
             self._pipes[key] = getattr(diffusers, wanted).from_pipe(base)
         return self._pipes[key]
 
-    def call_kwargs(self, params: GenerateParams) -> dict:
+    def call_kwargs(self, pipe, params: GenerateParams, images: list, mask) -> dict:
+        """The pipeline call, keeping only the keywords this pipeline's __call__ takes."""
+        import inspect
+
         import torch
 
         n = len(params.seeds)
-        kwargs: dict[str, Any] = dict(self.SPEC.call_kwargs)
+        # constants, or functions of the request (e.g. a target area derived from its size)
+        kwargs: dict[str, Any] = {k: v(params) if callable(v) else v
+                                  for k, v in self.SPEC.call_kwargs.items()}
         kwargs.update(
             prompt=[params.prompt] * n,
             width=params.width,
             height=params.height,
             num_inference_steps=params.num_inference_steps,
-            # One generator per image: an image's bytes depend on its seed alone, not on
-            # which other images shared the call.
+            # One generator per image: an image's bytes depend on its seed alone.
             generator=[torch.Generator("cpu").manual_seed(s) for s in params.seeds],
             output_type="pil",
         )
-        if params.guidance_scale is not None:
-            kwargs["guidance_scale"] = params.guidance_scale
+        if params.guidance_scale is not None and self.SPEC.guidance_kwarg:
+            kwargs[self.SPEC.guidance_kwarg] = params.guidance_scale
         if params.negative_prompt:
             kwargs["negative_prompt"] = [params.negative_prompt] * n
-        return kwargs
+        if images and params.task in ("image-to-image", "inpaint"):
+            # one input per output: some pipelines take a lone image for a batch of n badly
+            kwargs["image"] = [images[0]] * n
+        elif images:
+            kwargs["image"] = images if self.SPEC.multi_image else images[0]
+        if mask is not None:
+            kwargs["mask_image"] = [mask] * n
+        if params.strength is not None:
+            kwargs["strength"] = params.strength
+        accepted = inspect.signature(pipe.__call__).parameters
+        return {k: v for k, v in kwargs.items() if k in accepted}
+
+    async def load_inputs(self, params: GenerateParams) -> tuple[list, Any]:
+        from PIL import Image
+
+        async def load(key: str, mode: str):
+            data = await self.store.get_async(key)
+            return Image.open(io.BytesIO(data)).convert(mode)
+
+        images = [await load(k, "RGB") for k in params.image_keys]
+        mask = await load(params.mask_key, "L") if params.mask_key else None
+        return images, mask
 
     async def generate(self, params: GenerateParams | dict) -> dict:
         params = GenerateParams.model_validate(params)
@@ -226,11 +263,12 @@ class FamilyDeployment:
         t0 = time.perf_counter()
         base = await self.get_model(source)
         load_ms = (time.perf_counter() - t0) * 1000
+        inputs = await self.load_inputs(params)
         async with self._run_lock:
             self.tasks.mark_started.remote(params.task_id)
             t1 = time.perf_counter()
             # Denoising and encoding are CPU/GPU bound: keep them off the replica's event loop.
-            images = await asyncio.to_thread(self._run_pipeline, base, params)
+            images = await asyncio.to_thread(self._run_pipeline, base, params, *inputs)
             inference_ms = (time.perf_counter() - t1) * 1000
         t2 = time.perf_counter()
         encoded = await asyncio.to_thread(
@@ -253,12 +291,12 @@ class FamilyDeployment:
                            "encode": round(encode_ms, 2), "storage": round(storage_ms, 2)},
         }
 
-    def _run_pipeline(self, base, params: GenerateParams):
+    def _run_pipeline(self, base, params: GenerateParams, images: list, mask):
         import torch
 
         pipe = self.pipeline_for(base, params.task)
         with torch.inference_mode():
-            return pipe(**self.call_kwargs(params)).images
+            return pipe(**self.call_kwargs(pipe, params, images, mask)).images
 
     async def check_health(self):
         return None

@@ -10,23 +10,9 @@ from deployments.registry import register
 
 
 def build_tiny(path: str) -> None:
-    import torch
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from diffusers import FluxPipeline
 
-    tokenizer, tokenizer_2 = tiny.clip_tokenizer(), tiny.t5_tokenizer()
-    torch.manual_seed(0)
-    transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
-        axes_dims_rope=[4, 4, 8])
-    pipe = FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=tiny.vae_kl(latent_channels=4, use_quant_conv=False, use_post_quant_conv=False,
-                        shift_factor=0.0609, scaling_factor=1.5035),
-        text_encoder=tiny.clip_text_encoder(len(tokenizer)), tokenizer=tokenizer,
-        text_encoder_2=tiny.t5_encoder(len(tokenizer_2)), tokenizer_2=tokenizer_2,
-        transformer=transformer)
-    pipe.save_pretrained(path)
+    FluxPipeline(**tiny.flux_components()).save_pretrained(path)
 
 
 SPEC = FamilySpec(

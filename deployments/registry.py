@@ -11,7 +11,19 @@ DEPLOYMENTS: dict[str, type] = {}
 _BY_PIPELINE_CLASS: dict[str, str] = {}
 
 # One module per family; importing it registers the family.
-BUILTIN_FAMILY_MODULES = ["deployments.flux"]
+BUILTIN_FAMILY_MODULES = [
+    "deployments.flux",
+    "deployments.flux_fill",
+    "deployments.flux_kontext",
+    "deployments.sd3",
+    "deployments.sdxl",
+    "deployments.pixart",
+    "deployments.qwen_image",
+    "deployments.qwen_image_edit",
+    "deployments.z_image",
+    "deployments.hunyuan_image",
+    "deployments.flux2",
+]
 
 
 def register(spec: FamilySpec, deployment) -> None:

@@ -67,3 +67,103 @@ def vae_kl(latent_channels: int = 4, **extra):
                          up_block_types=["UpDecoderBlock2D"] * 4,
                          layers_per_block=1, latent_channels=latent_channels, norm_num_groups=1,
                          **extra)
+
+
+QWEN_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
+                       "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def qwen2_tokenizer():
+    """A byte-level Qwen2 BPE tokenizer with no merges (every byte a token) and Qwen's specials."""
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+    for token in QWEN_SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], model_max_length=2048)
+    tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL_TOKENS[1:]})
+    tok.chat_template = QWEN_CHAT_TEMPLATE
+    return tok
+
+
+def qwen25_vl_encoder(tokenizer, hidden_size: int = 16, mrope_section=(1, 1, 2)):
+    """A tiny Qwen2.5-VL whose special-token ids are those of `tokenizer`."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    config = Qwen2_5_VLConfig(
+        text_config={"hidden_size": hidden_size, "intermediate_size": hidden_size,
+                     "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
+                     "vocab_size": len(tokenizer),
+                     "rope_scaling": {"mrope_section": list(mrope_section),
+                                      "rope_type": "default", "type": "default"},
+                     "rope_theta": 1000000.0},
+        vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                       "out_hidden_size": hidden_size},
+        hidden_size=hidden_size, vocab_size=len(tokenizer),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(0)
+    return Qwen2_5_VLForConditionalGeneration(config)
+
+
+def qwen2_vl_processor(tokenizer):
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+
+    image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112)
+    return Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                            chat_template=QWEN_CHAT_TEMPLATE)
+
+
+def qwen_image_vae(z_dim: int = 16):
+    import torch
+    from diffusers import AutoencoderKLQwenImage
+
+    torch.manual_seed(0)
+    return AutoencoderKLQwenImage(base_dim=z_dim * 6, z_dim=z_dim, dim_mult=[1, 2, 4, 4],
+                                  num_res_blocks=1, temperal_downsample=[False, True, True],
+                                  latents_mean=[0.0] * z_dim, latents_std=[1.0] * z_dim)
+
+
+def flux_components(in_channels: int = 16, out_channels: int | None = None) -> dict:
+    """Tiny FLUX.1 components; shared by the Fill and Kontext families."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+
+    tokenizer, tokenizer_2 = clip_tokenizer(), t5_tokenizer()
+    torch.manual_seed(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=in_channels, out_channels=out_channels, num_layers=1,
+        num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
+    return dict(
+        scheduler=FlowMatchEulerDiscreteScheduler(),
+        vae=vae_kl(latent_channels=4, use_quant_conv=False, use_post_quant_conv=False,
+                        shift_factor=0.0609, scaling_factor=1.5035),
+        text_encoder=clip_text_encoder(len(tokenizer)), tokenizer=tokenizer,
+        text_encoder_2=t5_encoder(len(tokenizer_2)), tokenizer_2=tokenizer_2,
+        transformer=transformer)
+
+
+def qwen_image_components(z_dim: int = 16) -> dict:
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+
+    tokenizer = qwen2_tokenizer()
+    torch.manual_seed(0)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=z_dim * 4, out_channels=z_dim, num_layers=2,
+        attention_head_dim=16, num_attention_heads=3, joint_attention_dim=16,
+        guidance_embeds=False, axes_dims_rope=(8, 4, 4))
+    return dict(transformer=transformer, vae=qwen_image_vae(z_dim),
+                scheduler=FlowMatchEulerDiscreteScheduler(), tokenizer=tokenizer,
+                text_encoder=qwen25_vl_encoder(tokenizer))

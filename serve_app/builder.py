@@ -38,7 +38,11 @@ def prepare(config: TesseraConfig) -> None:
         quiet_libraries()
         for name in config.enabled_families():
             if FAMILIES[name].build_tiny is not None:
-                ensure_tiny_checkpoint(config.data_dir, FAMILIES[name])
+                try:
+                    ensure_tiny_checkpoint(config.data_dir, FAMILIES[name])
+                except Exception as exc:  # one family's tiny model must not stop the service
+                    print(f"warning: tiny {name} checkpoint not built: "
+                          f"{type(exc).__name__}: {str(exc).strip()[:200]}", flush=True)
 
 
 def build_app(args: dict | None = None) -> Application:

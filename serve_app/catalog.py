@@ -29,6 +29,10 @@ class CatalogEntry:
     parameters: ParameterSpec | None = None
     pipeline_class: str | None = None
     description: str = ""
+    # set for ids that are known but cannot be served: validation says exactly why
+    unsupported_reason: str | None = None
+    # a transformer fine-tune loaded onto another checkpoint's pipeline
+    base_model: str | None = None
 
     @property
     def builtin_tiny(self) -> bool:
@@ -40,6 +44,12 @@ def requires_acceptance(license_id: str | None) -> bool:
 
 
 _FLUX = FAMILIES["flux"].parameters
+NC_FLUX1 = "flux-1-dev-non-commercial-license"
+
+
+def _params(family: str, **update) -> ParameterSpec:
+    return FAMILIES[family].parameters.model_copy(update=update)
+
 
 CATALOG: dict[str, CatalogEntry] = {e.id: e for e in [
     CatalogEntry(
@@ -54,6 +64,47 @@ CATALOG: dict[str, CatalogEntry] = {e.id: e for e in [
         "black-forest-labs/FLUX.1-Krea-dev", "flux", "flux-1-dev-non-commercial-license",
         0.045, _FLUX.model_copy(update={"guidance_scale": 4.5}), "FluxPipeline",
         "FLUX.1 Krea [dev]"),
+    CatalogEntry(
+        "tencent/SRPO", "flux", NC_FLUX1, 0.045, _FLUX, "FluxPipeline",
+        "SRPO: a FLUX.1-dev transformer fine-tune, run on the FLUX.1-dev pipeline",
+        base_model="black-forest-labs/FLUX.1-dev"),
+    CatalogEntry("black-forest-labs/FLUX.1-Fill-dev", "flux-fill", NC_FLUX1, 0.045,
+                 None, "FluxFillPipeline", "FLUX.1 Fill [dev], mask inpainting"),
+    CatalogEntry("black-forest-labs/FLUX.1-Kontext-dev", "flux-kontext", NC_FLUX1, 0.045,
+                 None, "FluxKontextPipeline", "FLUX.1 Kontext [dev], instruction edits"),
+    CatalogEntry("black-forest-labs/FLUX.2-dev", "flux2", "flux-dev-non-commercial-license",
+                 0.045, None, "Flux2Pipeline",
+                 "FLUX.2 [dev], generation and multi-reference edits"),
+    CatalogEntry("stabilityai/stable-diffusion-3.5-large", "sd3",
+                 "stabilityai-ai-community", 0.045, None, "StableDiffusion3Pipeline",
+                 "Stable Diffusion 3.5 Large"),
+    CatalogEntry("stabilityai/stable-diffusion-3.5-medium", "sd3",
+                 "stabilityai-ai-community", 0.045, _params("sd3", num_inference_steps=40,
+                                                            guidance_scale=4.5),
+                 "StableDiffusion3Pipeline", "Stable Diffusion 3.5 Medium"),
+    CatalogEntry("stabilityai/stable-diffusion-xl-base-1.0", "sdxl", "openrail++", 0.009,
+                 None, "StableDiffusionXLPipeline", "SDXL base 1.0"),
+    CatalogEntry("PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", "pixart-sigma", "openrail++",
+                 0.009, None, "PixArtSigmaPipeline", "PixArt-Sigma XL 1024"),
+    CatalogEntry("Qwen/Qwen-Image", "qwen-image", "apache-2.0", 0.0324, None,
+                 "QwenImagePipeline", "Qwen-Image"),
+    CatalogEntry("Qwen/Qwen-Image-2512", "qwen-image", "apache-2.0", 0.0324, None,
+                 "QwenImagePipeline", "Qwen-Image 2512"),
+    CatalogEntry("Qwen/Qwen-Image-Edit", "qwen-image-edit", "apache-2.0", 0.0324, None,
+                 "QwenImageEditPipeline", "Qwen-Image-Edit, instruction edits"),
+    CatalogEntry("Tongyi-MAI/Z-Image-Turbo", "z-image", "apache-2.0", 0.0054, None,
+                 "ZImagePipeline", "Z-Image Turbo, 8-step distilled"),
+    CatalogEntry("hunyuanvideo-community/HunyuanImage-2.1-Diffusers", "hunyuan-image",
+                 "tencent-hunyuan-community", 0.045, None, "HunyuanImagePipeline",
+                 "HunyuanImage-2.1 in diffusers format"),
+    CatalogEntry(
+        "tencent/HunyuanImage-3.0", "hunyuan-image", "tencent-hunyuan-community",
+        description="HunyuanImage-3.0",
+        unsupported_reason=(
+            "tencent/HunyuanImage-3.0 is not a diffusers pipeline: it is an autoregressive "
+            "multimodal model loaded with transformers' trust_remote_code, with no "
+            "model_index.json; Tessera serves diffusers pipelines. Use HunyuanImage-2.1 "
+            "(hunyuanvideo-community/HunyuanImage-2.1-Diffusers) instead.")),
 ]}
 
 # Every family with a tiny builder gets a `tessera/tiny-<family>` entry.

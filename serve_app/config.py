@@ -96,6 +96,15 @@ class PricingSettings(_Strict):
     default_per_image: float = 0.01
 
 
+class InputSettings(_Strict):
+    """Input images of edits."""
+
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="decompression-bomb guard")
+    url_timeout_s: float = Field(10.0, gt=0)
+    allow_private_urls: bool = Field(False, description="let image_url reach loopback/private")
+
+
 class LimitSettings(_Strict):
     task_deadline_s: float = Field(900.0, gt=0)
     max_queued_per_tenant: int = Field(500, ge=1)
@@ -107,10 +116,11 @@ class TesseraConfig(_Strict):
     instance: str = Field("tessera", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
                           description="names the task and model actors; one per Ray cluster")
     ingress: DeploymentSettings = DeploymentSettings(num_replicas=1)
-    families: dict[str, FamilySettings] = Field(default_factory=lambda: {"flux": FamilySettings()})
+    families: dict[str, FamilySettings] = Field(default_factory=lambda: default_families())
     storage: StorageSettings = StorageSettings()
     pricing: PricingSettings = PricingSettings()
     limits: LimitSettings = LimitSettings()
+    inputs: InputSettings = InputSettings()
     build_tiny_models: bool = True
 
     @field_validator("families")
@@ -129,6 +139,16 @@ class TesseraConfig(_Strict):
 
     def enabled_families(self) -> dict[str, FamilySettings]:
         return {name: s for name, s in self.families.items() if s.enabled}
+
+
+def default_families() -> dict[str, FamilySettings]:
+    """Every registered family: FLUX always warm, the rest scaled to zero until first used."""
+    from deployments.registry import FAMILIES
+
+    cold = AutoscalingSettings(min_replicas=0, max_replicas=1, downscale_delay_s=300,
+                               downscale_to_zero_delay_s=600)
+    return {name: FamilySettings() if name == "flux" else FamilySettings(autoscaling=cold)
+            for name in FAMILIES}
 
 
 ENV_VARS = {

@@ -12,7 +12,7 @@ import asyncio
 import base64
 import secrets
 import time
-from typing import Any
+from typing import Any, Literal
 
 import ray
 from fastapi import Depends, FastAPI, Query, Request
@@ -23,6 +23,7 @@ from serve_app.auth import ApiKeys
 from serve_app.catalog import CATALOG, price_per_image, requires_acceptance
 from serve_app.config import TesseraConfig
 from serve_app.errors import (
+    InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
@@ -32,13 +33,17 @@ from serve_app.errors import (
     install_error_handlers,
 )
 from serve_app.models import model_registry
+from deployments.base import encode_image
+from serve_app.inputs import decode_base64, decode_image, fetch_url
 from serve_app.protocol import (
+    EditRequest,
     GenerationRequest,
     ImportRequest,
     ModelInfo,
     ModelList,
     Pricing,
     TaskCreated,
+    TaskList,
     TaskResult,
     TaskView,
     UPLOAD_TYPES,
@@ -47,6 +52,8 @@ from serve_app.protocol import (
     UploadRequest,
     ValidateRequest,
     ValidateResponse,
+    image_source,
+    route_edit,
 )
 from serve_app.storage import LocalDiskStore, content_type_for, make_store
 from serve_app.tasks import task_manager
@@ -69,6 +76,9 @@ async def call(ref) -> Any:
         if isinstance(exc.cause, TesseraError):
             raise exc.cause from None
         raise
+
+
+EDIT_TASKS = {"image-to-image", "inpaint", "edit"}
 
 
 def new_id(prefix: str) -> str:
@@ -138,13 +148,18 @@ class Ingress:
         imported = [ModelInfo.model_validate(m)
                     for m in await call(self.models.list.remote(tenant))]
         models = self._catalog_models() + imported
-        return ModelList(data=[m for m in models if task is None or task in m.tasks])
+        # "image-to-image" lists everything that edits: img2img, inpainting, instruction edits
+        wanted = EDIT_TASKS if task == "image-to-image" else {task}
+        return ModelList(data=[m for m in models if task is None or wanted & set(m.tasks)])
 
     def _catalog_models(self) -> list[ModelInfo]:
         from deployments.registry import FAMILIES
 
         out = []
+        enabled = self.config.enabled_families()
         for entry in CATALOG.values():
+            if entry.unsupported_reason or entry.family not in enabled:
+                continue
             spec = FAMILIES[entry.family]
             out.append(ModelInfo(
                 id=entry.id, owned_by="tessera", hf_model_id=entry.id, family=entry.family,
@@ -161,34 +176,99 @@ class Ingress:
 
     @app.post("/v1/images/generations", response_model=TaskCreated, status_code=202)
     async def generations(self, body: GenerationRequest, tenant: str = Depends(authenticate)):
-        model, source = await self._imported_model(tenant, body.model, "text-to-image")
+        model, source = await self._imported_model(tenant, body.model)
+        if "text-to-image" not in model.tasks:
+            raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
+                                       param="model")
         task_id, now = new_id("task"), time.time()
         params, warnings = body.to_generate_params(task_id=task_id, tenant=tenant,
                                                    spec=model.parameters, created_at=now)
+        return await self._submit(model, source, params, body, warnings)
+
+    @app.post("/v1/images/edits", response_model=TaskCreated, status_code=202)
+    async def edits(self, body: EditRequest, tenant: str = Depends(authenticate)):
+        model, source = await self._imported_model(tenant, body.model)
+        task = route_edit(model.tasks, body.mask_image is not None, model.id)
+        if len(body.images) > model.parameters.max_input_images:
+            raise InvalidRequestError(f"{model.id} takes at most "
+                                      f"{model.parameters.max_input_images} input image(s)",
+                                      param="image")
+        images = [await self._load_image(tenant, ref, "image") for ref in body.images]
+        mask = (await self._load_image(tenant, body.mask_image, "mask_image", "L")
+                if body.mask_image is not None else None)
+        task_id, now = new_id("task"), time.time()
+        params, warnings = body.to_generate_params(
+            task_id=task_id, tenant=tenant, spec=model.parameters, created_at=now, task=task,
+            input_size=images[0].size)
+        await self._store_inputs(params, images, mask, warnings)
+        return await self._submit(model, source, params, body, warnings)
+
+    async def _submit(self, model: ModelInfo, source: str, params, body,
+                      warnings: list[str]) -> TaskCreated:
         request_summary = params.model_dump(include={
-            "prompt", "negative_prompt", "width", "height", "num_inference_steps",
-            "guidance_scale", "seeds", "output_format", "task"}) | {
+            "task", "prompt", "negative_prompt", "width", "height", "num_inference_steps",
+            "guidance_scale", "strength", "seeds", "output_format"}) | {
             "n": body.n, "response_format": body.response_format}
         view = await call(self.tasks.submit.remote(dict(
-            id=task_id, tenant=tenant, model=model.id, family=model.family, source=source,
-            params=params.model_dump(), created_at=now,
-            deadline_at=now + self.config.limits.task_deadline_s,
+            id=params.task_id, tenant=params.tenant, model=model.id, family=model.family,
+            source=source, params=params.model_dump(), created_at=params.created_at,
+            deadline_at=params.created_at + self.config.limits.task_deadline_s,
             price_per_image=model.pricing.per_image, currency=model.pricing.currency,
             request=request_summary, warnings=warnings)))
-        return TaskCreated(task_id=task_id, status=view["status"], model=model.id,
-                           created_at=now, queue_position=view["queue_position"],
+        return TaskCreated(task_id=params.task_id, status=view["status"], model=model.id,
+                           created_at=params.created_at, queue_position=view["queue_position"],
                            warnings=warnings)
 
-    async def _imported_model(self, tenant: str, model_id: str,
-                              task: str) -> tuple[ModelInfo, str]:
+    async def _imported_model(self, tenant: str, model_id: str) -> tuple[ModelInfo, str]:
         record = await call(self.models.get.remote(tenant, model_id))
-        model = ModelInfo.model_validate(record["info"])
-        if task not in model.tasks:
-            raise UnsupportedTaskError(f"{model_id} does not do {task}; it does {model.tasks}",
-                                       param="model")
-        return model, record["source"]
+        return ModelInfo.model_validate(record["info"]), record["source"]
+
+    async def _load_image(self, tenant: str, ref, param: str, mode: str = "RGB"):
+        limits = self.config.inputs
+        kind, value = image_source(ref)
+        if kind == "url":
+            data = await fetch_url(value, param=param, max_bytes=limits.max_image_bytes,
+                                   timeout_s=limits.url_timeout_s,
+                                   allow_private=limits.allow_private_urls)
+        elif kind == "upload":
+            key, _, _ = await self._find_upload(tenant, value, param)
+            data = await self.store.get_async(key)
+        else:
+            data = decode_base64(value, param=param, max_bytes=limits.max_image_bytes)
+        # Decoding is CPU work: off the event loop.
+        return await asyncio.to_thread(decode_image, data, param=param, mode=mode,
+                                       max_bytes=limits.max_image_bytes,
+                                       max_pixels=limits.max_image_pixels)
+
+    async def _store_inputs(self, params, images: list, mask, warnings: list[str]) -> None:
+        """Keep inputs in the store (not in actor messages); the mask at the output size."""
+        prefix = f"{params.tenant}/inputs/{params.task_id}"
+        for i, image in enumerate(images):
+            key = f"{prefix}/image{i}.png"
+            await self.store.put_async(key, await asyncio.to_thread(encode_image, image, "png"),
+                                       "image/png")
+            params.image_keys.append(key)
+        if mask is not None:
+            target = (params.width, params.height)
+            if mask.size != target:
+                warnings.append(f"mask_image resized from {mask.size[0]}x{mask.size[1]} to "
+                                f"{target[0]}x{target[1]}")
+                mask = mask.resize(target, resample=0)  # nearest: keep the mask binary
+            params.mask_key = f"{prefix}/mask.png"
+            await self.store.put_async(params.mask_key,
+                                       await asyncio.to_thread(encode_image, mask, "png"),
+                                       "image/png")
 
     # ------------------------------------------------------------ tasks and files
+
+    @app.get("/v1/tasks", response_model=TaskList)
+    async def list_tasks(self, request: Request,
+                         status: Literal["queued", "in_progress", "completed", "failed"] | None =
+                         Query(None), limit: int = Query(50, ge=1, le=500),
+                         tenant: str = Depends(authenticate)):
+        raws = await call(self.tasks.list.remote(tenant, status, limit))
+        return TaskList(data=[await self._task_view(r, str(request.base_url), with_b64=False)
+                              for r in raws])
 
     @app.get("/v1/tasks/{task_id}", response_model=TaskView)
     async def get_task(self, task_id: str, request: Request,
@@ -196,11 +276,11 @@ class Ingress:
         raw = await call(self.tasks.get.remote(task_id, tenant))
         return await self._task_view(raw, str(request.base_url))
 
-    async def _task_view(self, raw: dict, base_url: str) -> TaskView:
+    async def _task_view(self, raw: dict, base_url: str, with_b64: bool = True) -> TaskView:
         result = raw.pop("result")
         view = TaskView.model_validate(raw)
         if result is not None:
-            want_b64 = raw["request"].get("response_format") == "b64_json"
+            want_b64 = with_b64 and raw["request"].get("response_format") == "b64_json"
             data = []
             for image in result["images"]:
                 item = {"seed": image["seed"], "content_type": image["content_type"],
@@ -253,7 +333,8 @@ class Ingress:
         key, size, content_type = await self._find_upload(tenant, upload_id)
         return UploadInfo(upload_id=upload_id, size=size, content_type=content_type)
 
-    async def _find_upload(self, tenant: str, upload_id: str) -> tuple[str, int, str]:
+    async def _find_upload(self, tenant: str, upload_id: str,
+                           param: str = "upload_id") -> tuple[str, int, str]:
         """The tenant's upload: the key holds the tenant, so another's id is never found."""
         for content_type in UPLOAD_TYPES:
             key = upload_key(tenant, upload_id, content_type)
@@ -264,7 +345,7 @@ class Ingress:
             if size > self.config.storage.max_upload_bytes:
                 raise PayloadTooLargeError(f"upload {upload_id} is {size} bytes, over the "
                                            f"{self.config.storage.max_upload_bytes} limit",
-                                           param="upload_id")
+                                           param=param)
             return key, size, content_type
         raise UnknownUploadError(f"no upload {upload_id!r} (or nothing was PUT to it yet)",
-                                 param="upload_id")
+                                 param=param)

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deployments.base import GenerateParams, ParameterSpec
-from serve_app.errors import InvalidRequestError
+from serve_app.errors import InvalidRequestError, UnsupportedTaskError
 
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*$")
 SIDE_MULTIPLE = 16
@@ -87,7 +87,9 @@ class ModelList(BaseModel):
 # ---------------------------------------------------------------- images
 
 
-class GenerationRequest(_Request):
+class _ImageRequest(_Request):
+    """Fields shared by generations and edits."""
+
     model: str = Field(min_length=1, max_length=256)
     prompt: str = Field(min_length=1, max_length=4000)
     negative_prompt: str | None = Field(None, max_length=4000)
@@ -118,19 +120,25 @@ class GenerationRequest(_Request):
             raise ValueError('size must look like "1024x768"')
         return self
 
-    def requested_size(self, spec: ParameterSpec) -> tuple[int, int]:
+    def requested_size(self, default: tuple[int, int]) -> tuple[int, int]:
         if self.size is not None:
             w, h = SIZE_RE.match(self.size).groups()
             return int(w), int(h)
         if self.width is not None:
             return self.width, self.height
-        return spec.width, spec.height
+        return default
 
     def to_generate_params(self, *, task_id: str, tenant: str, spec: ParameterSpec,
-                           created_at: float) -> tuple[GenerateParams, list[str]]:
+                           created_at: float, task: str = "text-to-image",
+                           input_size: tuple[int, int] | None = None,
+                           ) -> tuple[GenerateParams, list[str]]:
         """Apply the model's defaults and bounds; return the parameters and what was adjusted."""
         warnings: list[str] = []
-        width, height = fit_size(*self.requested_size(spec), spec, warnings)
+        if input_size is not None and self.size is None and self.width is None:
+            width, height = fit_size(*scale_into(*input_size, spec, warnings), spec, warnings)
+        else:
+            width, height = fit_size(*self.requested_size((spec.width, spec.height)), spec,
+                                     warnings)
         steps = self.num_inference_steps or spec.num_inference_steps
         if not spec.min_steps <= steps <= spec.max_steps:
             raise InvalidRequestError(
@@ -144,11 +152,94 @@ class GenerationRequest(_Request):
         base_seed = secrets.randbelow(MAX_SEED) if self.seed in (None, -1) else self.seed
         seeds = [(base_seed + i) % (MAX_SEED + 1) for i in range(self.n)]
         params = GenerateParams(
-            task_id=task_id, tenant=tenant, model_id=self.model, prompt=self.prompt,
+            task_id=task_id, tenant=tenant, model_id=self.model, task=task, prompt=self.prompt,
             negative_prompt=negative, width=width, height=height, num_inference_steps=steps,
             guidance_scale=guidance, seeds=seeds, output_format=self.output_format,
-            created_at=created_at)
+            strength=self.task_strength(task, spec), created_at=created_at)
         return params, warnings
+
+    def task_strength(self, task: str, spec: ParameterSpec) -> float | None:
+        return None
+
+
+class GenerationRequest(_ImageRequest):
+    pass
+
+
+class ImageRef(_Request):
+    """An input image given by reference: exactly one of the fields."""
+
+    image_url: str | None = Field(None, max_length=4096)
+    upload_id: str | None = Field(None, max_length=128)
+    b64_json: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if sum(v is not None for v in (self.image_url, self.upload_id, self.b64_json)) != 1:
+            raise ValueError("give exactly one of image_url, upload_id, b64_json")
+        return self
+
+
+ImageInput = str | ImageRef
+
+
+def image_source(value: ImageInput) -> tuple[str, str]:
+    """("url" | "upload" | "base64", value) for any accepted spelling of an input image."""
+    if isinstance(value, ImageRef):
+        if value.image_url is not None:
+            return "url", value.image_url
+        if value.upload_id is not None:
+            return "upload", value.upload_id
+        return "base64", value.b64_json
+    if value.startswith(("http://", "https://")):
+        return "url", value
+    if value.startswith("upl_"):
+        return "upload", value
+    return "base64", value
+
+
+class EditRequest(_ImageRequest):
+    image: ImageInput | list[ImageInput] = Field(
+        description="base64 (plain or data URI), an http(s) URL, an upload_id, or an object "
+                    "with one of image_url / upload_id / b64_json; a list for models that take "
+                    "several reference images")
+    mask_image: ImageInput | None = Field(None, description="white is repainted, black kept")
+    strength: float | None = Field(None, ge=0.0, le=1.0)
+
+    @property
+    def images(self) -> list[ImageInput]:
+        return self.image if isinstance(self.image, list) else [self.image]
+
+    @field_validator("image")
+    @classmethod
+    def _some_images(cls, v):
+        if isinstance(v, list) and not 1 <= len(v) <= 4:
+            raise ValueError("give between 1 and 4 images")
+        return v
+
+    def task_strength(self, task: str, spec: ParameterSpec) -> float | None:
+        if task in ("image-to-image", "inpaint"):
+            return spec.strength if self.strength is None else self.strength
+        return None
+
+
+def route_edit(tasks: list[str], has_mask: bool, model_id: str) -> str:
+    """Which pipeline task an edit request runs on this model, or why it cannot."""
+    if has_mask:
+        if "inpaint" not in tasks:
+            raise UnsupportedTaskError(f"{model_id} cannot inpaint: it does {tasks}; drop "
+                                       "mask_image or use an inpainting model",
+                                       param="mask_image")
+        return "inpaint"
+    if "edit" in tasks:
+        return "edit"
+    if "image-to-image" in tasks:
+        return "image-to-image"
+    if "inpaint" in tasks:
+        raise InvalidRequestError(f"{model_id} is an inpainting model: send mask_image",
+                                  param="mask_image")
+    raise UnsupportedTaskError(f"{model_id} does only {tasks}; it cannot edit images",
+                               param="model")
 
 
 def fit_size(width: int, height: int, spec: ParameterSpec, warnings: list[str]) -> tuple[int, int]:
@@ -168,6 +259,20 @@ def fit_size(width: int, height: int, spec: ParameterSpec, warnings: list[str]) 
             f"{w}x{h} is {w * h} pixels; this model allows at most {spec.max_pixels}",
             param="size")
     return w, h
+
+
+def scale_into(width: int, height: int, spec: ParameterSpec,
+               warnings: list[str]) -> tuple[int, int]:
+    """Shrink an input image's size, keeping its aspect ratio, until the model accepts it."""
+    factor = min(1.0, spec.max_side / max(width, height), (spec.max_pixels / (width * height)) ** 0.5)
+    if factor < 1.0:
+        # floor to the side multiple so rounding cannot push it back over the limit
+        new = tuple(max(SIDE_MULTIPLE, int(side * factor) // SIDE_MULTIPLE * SIDE_MULTIPLE)
+                    for side in (width, height))
+        warnings.append(f"output size scaled from the input's {width}x{height} to "
+                        f"{new[0]}x{new[1]} to fit this model's limits")
+        return new
+    return width, height
 
 
 def resolve_guidance(asked: float | None, spec: ParameterSpec, warnings: list[str]) -> float | None:
@@ -269,6 +374,11 @@ class TaskView(BaseModel):
     warnings: list[str] = []
     result: TaskResult | None = None
     error: TaskError | None = None
+
+
+class TaskList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[TaskView]
 
 
 class ErrorBody(BaseModel):

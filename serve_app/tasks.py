@@ -255,6 +255,13 @@ class TaskManager:
             raise TaskNotFoundError(f"task {task_id!r} not found", param="task_id")
         return self._view(t)
 
+    async def list(self, tenant: str, status: str | None = None, limit: int = 50) -> list[dict]:
+        """The tenant's newest tasks first."""
+        mine = [t for t in self._tasks.values()
+                if t.tenant == tenant and (status is None or t.status == status)]
+        mine.sort(key=lambda t: t.created_at, reverse=True)
+        return [self._view(t) for t in mine[:limit]]
+
     async def stats(self) -> dict:
         counts = collections.Counter(t.status for t in self._tasks.values())
         return {"tasks": dict(counts),

@@ -29,9 +29,6 @@ logger = logging.getLogger("tessera.validation")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json",
                    ".gguf", ".pt", ".ckpt")
-# Components that carry no weights of their own.
-WEIGHTLESS_LIBRARY_CLASSES = ("Tokenizer", "Scheduler", "FeatureExtractor", "ImageProcessor",
-                              "Processor")
 
 
 def hub_offline() -> bool:
@@ -66,12 +63,26 @@ def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
     return path
 
 
-def resolve_source(source: str, data_dir: str | Path) -> str:
-    """What `from_pretrained` receives for a model's source id."""
+TRANSFORMER_FILE = "diffusion_pytorch_model.safetensors"
+OVERRIDE_SEP = "|transformer="
+
+
+def resolve_source(source: str, data_dir: str | Path) -> tuple[str, str | None]:
+    """(what `from_pretrained` receives, a transformer weights file to load over it or None).
+
+    A source is a tiny id, a directory, or a repo id, optionally followed by
+    `|transformer=<repo id or directory>` for fine-tunes shipped as transformer weights alone.
+    """
+    source, _, transformer = source.partition(OVERRIDE_SEP)
     if source.startswith(TINY_PREFIX):
-        spec = FAMILIES[source[len(TINY_PREFIX):]]
-        return str(ensure_tiny_checkpoint(data_dir, spec))
-    return source
+        source = str(ensure_tiny_checkpoint(data_dir, FAMILIES[source[len(TINY_PREFIX):]]))
+    if not transformer:
+        return source, None
+    if Path(transformer).is_dir():
+        return source, str(Path(transformer) / TRANSFORMER_FILE)
+    from huggingface_hub import hf_hub_download
+
+    return source, hf_hub_download(transformer, TRANSFORMER_FILE)
 
 
 @dataclass
@@ -90,8 +101,13 @@ def locate(model_id: str, data_dir: str | Path) -> Located:
         if spec is None or spec.build_tiny is None:
             known = sorted(e for e in CATALOG if e.startswith(TINY_PREFIX))
             return Located(errors=[f"no built-in tiny checkpoint {model_id!r}; known: {known}"])
-        return Located(source=model_id, root=ensure_tiny_checkpoint(data_dir, spec),
-                       looked=["built-in tiny checkpoints"])
+        try:
+            root = ensure_tiny_checkpoint(data_dir, spec)
+        except Exception as exc:  # e.g. a component whose library needs a missing package
+            return Located(looked=["built-in tiny checkpoints"], errors=[
+                f"the tiny {spec.name} checkpoint could not be built here: "
+                f"{type(exc).__name__}: {str(exc).strip()[:300]}"])
+        return Located(source=model_id, root=root, looked=["built-in tiny checkpoints"])
     path = Path(model_id).expanduser()
     if path.is_dir():
         path = path.resolve()
@@ -143,7 +159,9 @@ def _missing_weights(root: Path, model_index: dict) -> list[str]:
         if not folder.is_dir():
             missing.append(name)
             continue
-        if any(word in str(value[1]) for word in WEIGHTLESS_LIBRARY_CLASSES):
+        # Models keep a config.json beside their weights; tokenizers, schedulers, guiders and
+        # processors keep other configs and carry no weights.
+        if not (folder / "config.json").exists():
             continue
         if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in folder.iterdir()):
             missing.append(name)
@@ -187,6 +205,13 @@ def license_from_model_card(text: str) -> str | None:
 
 def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
     """Everything `validate-hf` answers, including where it looked when it found nothing."""
+    entry = CATALOG.get(model_id)
+    if entry is not None and entry.unsupported_reason:
+        return ValidateResponse(validation_id=validation_id, hf_model_id=model_id,
+                                supported=False, errors=[entry.unsupported_reason],
+                                license=entry.license)
+    if entry is not None and entry.base_model:
+        return _validate_finetune(model_id, entry, config, validation_id)
     located = locate(model_id, config.data_dir)
     out = ValidateResponse(validation_id=validation_id, hf_model_id=model_id, supported=False,
                            errors=list(located.errors), warnings=list(located.warnings))
@@ -224,7 +249,6 @@ def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
         else:
             out.errors.append(f"weights of components {missing} were not found (looked in: "
                               f"{where}; checkpoint root {located.root})")
-    entry = CATALOG.get(model_id)
     if entry is None:
         out.warnings.append("not in the built-in catalog: the family's default parameters apply")
     out.license = entry.license if entry else _read_license(located.root, model_id, located.hub)
@@ -238,4 +262,37 @@ def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
     out.parameters = entry.parameters if entry and entry.parameters else spec.parameters
     out.source = located.source
     out.supported = not out.errors
+    return out
+
+
+def _validate_finetune(model_id: str, entry, config, validation_id: str) -> ValidateResponse:
+    """A transformer fine-tune: the base pipeline must validate, and its weights be reachable."""
+    out = validate(entry.base_model, config, validation_id)
+    out.hf_model_id = model_id
+    finetune = locate(model_id, config.data_dir)
+    weights = None
+    if finetune.root is not None or Path(model_id).is_dir():
+        weights = (finetune.root or Path(model_id)) / TRANSFORMER_FILE
+    elif finetune.hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model_id, TRANSFORMER_FILE)
+        weights = Path(cached) if isinstance(cached, str) else None
+    if weights is None or not weights.exists():
+        if finetune.hub and not hub_offline():
+            out.warnings.append(f"{model_id}/{TRANSFORMER_FILE} is not cached; it will be "
+                                "downloaded on first use")
+        else:
+            out.errors.append(f"{model_id}: transformer weights {TRANSFORMER_FILE} not found "
+                              f"(looked in: {', '.join(finetune.looked)})")
+    out.license = entry.license
+    out.requires_license_acceptance = requires_acceptance(entry.license)
+    out.pricing = Pricing(per_image=price_per_image(model_id, entry.family, config.pricing),
+                          currency=config.pricing.currency)
+    out.parameters = entry.parameters or out.parameters
+    out.warnings = [w for w in out.warnings if "not in the built-in catalog" not in w]
+    out.warnings.append(f"runs {model_id}'s transformer on the {entry.base_model} pipeline")
+    out.supported = not out.errors and out.family is not None
+    if out.source:
+        out.source = f"{out.source}{OVERRIDE_SEP}{model_id}"
     return out

@@ -97,7 +97,14 @@ def deploy(ray_session, session_dir):
 
 @pytest.fixture(scope="session")
 def service(deploy) -> Service:
-    return deploy("main", {"limits": {"task_deadline_s": 120}})
+    from deployments.registry import FAMILIES
+
+    # Every family, one replica each, so no test waits on a cold start.
+    return deploy("main", {
+        "limits": {"task_deadline_s": 120},
+        "families": {name: {"num_replicas": 1} for name in FAMILIES},
+        "inputs": {"allow_private_urls": True, "max_image_bytes": 1_000_000,
+                   "max_image_pixels": 2048 * 2048}})
 
 
 @pytest.fixture(scope="session")

@@ -186,3 +186,11 @@ def test_retention_removes_outputs_and_task_records(deploy, s3):
             time.sleep(0.5)
         assert r.status_code == 404 and r.json()["error"]["code"] == "expired"
         assert key not in objects()
+
+
+def test_image_url_to_private_address_is_refused_by_default(a, model_a):
+    r = a.post("/v1/images/edits", json={
+        "model": model_a, "prompt": "p", "image": {"image_url": "http://127.0.0.1:9/x.png"}})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "image_url_not_allowed"
+    assert r.json()["error"]["param"] == "image"

@@ -200,3 +200,33 @@ def test_fair_queue_round_robin_and_positions():
     order = [q.pop() for _ in range(5)]
     assert order == ["b0", "s0", "b1", "b2", "b3"]
     assert q.pop() is None and len(q) == 0
+
+
+def test_mask_resize_stays_binary_and_routing():
+    from PIL import Image
+
+    from serve_app.errors import UnsupportedTaskError
+    from serve_app.protocol import route_edit
+
+    mask = Image.new("L", (40, 32), 0)
+    mask.paste(255, (10, 8, 30, 24))
+    resized = mask.resize((80, 64), resample=0)  # as the ingress does
+    assert set(resized.getdata()) == {0, 255}
+    assert resized.getpixel((40, 32)) == 255 and resized.getpixel((2, 2)) == 0
+    assert route_edit(["text-to-image", "image-to-image", "inpaint"], True, "m") == "inpaint"
+    assert route_edit(["text-to-image", "image-to-image"], False, "m") == "image-to-image"
+    assert route_edit(["text-to-image", "edit"], False, "m") == "edit"
+    with pytest.raises(UnsupportedTaskError):
+        route_edit(["text-to-image"], False, "m")
+    with pytest.raises(InvalidRequestError):
+        route_edit(["inpaint"], False, "m")
+
+
+def test_url_guard_refuses_private_addresses():
+    from serve_app.inputs import ForbiddenURLError, check_url_allowed
+
+    for url in ("http://127.0.0.1/x.png", "http://10.1.2.3/x.png", "http://169.254.169.254/",
+                "http://[::1]/x.png", "http://192.168.0.1/", "file:///etc/passwd"):
+        with pytest.raises(ForbiddenURLError):
+            check_url_allowed(url, param="image", allow_private=False)
+    check_url_allowed("http://127.0.0.1/x.png", param="image", allow_private=True)

@@ -1,0 +1,37 @@
+"""FLUX.1 Kontext [dev]: instruction edits with FluxKontextPipeline."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from deployments import tiny
+from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.registry import register
+
+
+def build_tiny(path: str) -> None:
+    from diffusers import FluxKontextPipeline
+
+    FluxKontextPipeline(**tiny.flux_components()).save_pretrained(path)
+
+
+SPEC = FamilySpec(
+    name="flux-kontext",
+    display_name="FLUX.1 Kontext",
+    pipelines={"edit": "FluxKontextPipeline"},
+    parameters=ParameterSpec(num_inference_steps=28, guidance_scale=2.5),
+    # Kontext rescales every output to max_area (1 MP by default): the API's size must win.
+    call_kwargs={"max_sequence_length": 256, "_auto_resize": False,
+                 "max_area": lambda params: params.width * params.height},
+    build_tiny=build_tiny,
+    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=2.5, width=256,
+                                  height=256, max_side=1024, max_pixels=1024 * 1024),
+)
+
+
+@serve.deployment(name=SPEC.deployment_name)
+class FluxKontextDeployment(FamilyDeployment):
+    SPEC = SPEC
+
+
+register(SPEC, FluxKontextDeployment)

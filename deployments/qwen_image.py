@@ -1,0 +1,42 @@
+"""Qwen-Image (and Qwen-Image-2512) through QwenImagePipeline and its variants."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from deployments import tiny
+from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.registry import register
+
+
+def build_tiny(path: str) -> None:
+    from diffusers import QwenImagePipeline
+
+    QwenImagePipeline(**tiny.qwen_image_components()).save_pretrained(path)
+
+
+SPEC = FamilySpec(
+    name="qwen-image",
+    display_name="Qwen-Image",
+    pipelines={"text-to-image": "QwenImagePipeline",
+               "image-to-image": "QwenImageImg2ImgPipeline",
+               "inpaint": "QwenImageInpaintPipeline"},
+    # Qwen-Image is not guidance-distilled: the API's guidance_scale is its true CFG scale,
+    # which applies when a negative prompt is given.
+    guidance_kwarg="true_cfg_scale",
+    parameters=ParameterSpec(num_inference_steps=50, guidance_scale=4.0, negative_prompt=True,
+                             width=1328, height=1328, max_side=2048),
+    call_kwargs={"max_sequence_length": 512},
+    build_tiny=build_tiny,
+    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=4.0,
+                                  negative_prompt=True, width=256, height=256, max_side=1024,
+                                  max_pixels=1024 * 1024),
+)
+
+
+@serve.deployment(name=SPEC.deployment_name)
+class QwenImageDeployment(FamilyDeployment):
+    SPEC = SPEC
+
+
+register(SPEC, QwenImageDeployment)

@@ -1,0 +1,40 @@
+"""Qwen-Image-Edit: instruction edits through QwenImageEditPipeline."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from deployments import tiny
+from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.registry import register
+
+
+def build_tiny(path: str) -> None:
+    from diffusers import QwenImageEditPipeline
+
+    components = tiny.qwen_image_components()
+    components["processor"] = tiny.qwen2_vl_processor(components["tokenizer"])
+    QwenImageEditPipeline(**components).save_pretrained(path)
+
+
+SPEC = FamilySpec(
+    name="qwen-image-edit",
+    display_name="Qwen-Image-Edit",
+    pipelines={"edit": "QwenImageEditPipeline"},
+    extra_classes=("QwenImageEditPlusPipeline",),
+    guidance_kwarg="true_cfg_scale",
+    parameters=ParameterSpec(num_inference_steps=50, guidance_scale=4.0, negative_prompt=True),
+    call_kwargs={"max_sequence_length": 512},
+    build_tiny=build_tiny,
+    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=4.0,
+                                  negative_prompt=True, width=256, height=256, max_side=1024,
+                                  max_pixels=1024 * 1024),
+)
+
+
+@serve.deployment(name=SPEC.deployment_name)
+class QwenImageEditDeployment(FamilyDeployment):
+    SPEC = SPEC
+
+
+register(SPEC, QwenImageEditDeployment)

@@ -1,0 +1,55 @@
+"""Stable Diffusion XL through StableDiffusionXLPipeline and its variants."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from deployments import tiny
+from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.registry import register
+
+
+def build_tiny(path: str) -> None:
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+
+    tok = tiny.clip_tokenizer()
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4,
+        out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4),
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=80,  # 6 time ids x 8 + the 32-wide pooled text
+        cross_attention_dim=64, norm_num_groups=1)
+    StableDiffusionXLPipeline(
+        vae=tiny.vae_kl(latent_channels=4), unet=unet,
+        scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, steps_offset=1,
+                                         beta_schedule="scaled_linear",
+                                         timestep_spacing="leading"),
+        text_encoder=tiny.clip_text_encoder(len(tok)), tokenizer=tok,
+        text_encoder_2=tiny.clip_text_encoder(len(tok), with_projection=True), tokenizer_2=tok,
+    ).save_pretrained(path)
+
+
+SPEC = FamilySpec(
+    name="sdxl",
+    display_name="Stable Diffusion XL",
+    pipelines={"text-to-image": "StableDiffusionXLPipeline",
+               "image-to-image": "StableDiffusionXLImg2ImgPipeline",
+               "inpaint": "StableDiffusionXLInpaintPipeline"},
+    parameters=ParameterSpec(num_inference_steps=30, guidance_scale=5.0, negative_prompt=True),
+    build_tiny=build_tiny,
+    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=5.0,
+                                  negative_prompt=True, width=256, height=256, max_side=1024,
+                                  max_pixels=1024 * 1024),
+)
+
+
+@serve.deployment(name=SPEC.deployment_name)
+class SDXLDeployment(FamilyDeployment):
+    SPEC = SPEC
+
+
+register(SPEC, SDXLDeployment)
