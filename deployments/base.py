@@ -89,6 +89,8 @@ class FamilySpec:
     guidance_kwarg: str | None = "guidance_scale"
     # whether `image` is a list of reference images (several refs) rather than one image
     multi_image: bool = False
+    # pipelines that take one prompt and make n images with num_images_per_prompt
+    single_prompt: bool = False
     # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained
     build_tiny: Callable[[str], None] | None = None
     tiny_parameters: ParameterSpec | None = None
@@ -234,6 +236,10 @@ class FamilyDeployment:
             kwargs[self.SPEC.guidance_kwarg] = params.guidance_scale
         if params.negative_prompt:
             kwargs["negative_prompt"] = [params.negative_prompt] * n
+        if self.SPEC.single_prompt:
+            kwargs.update(prompt=params.prompt, num_images_per_prompt=n)
+            if params.negative_prompt:
+                kwargs["negative_prompt"] = params.negative_prompt
         if images and params.task in ("image-to-image", "inpaint"):
             # one input per output: some pipelines take a lone image for a batch of n badly
             kwargs["image"] = [images[0]] * n
@@ -283,10 +289,13 @@ class FamilyDeployment:
             outputs.append({"key": key, "seed": seed, "bytes": len(data),
                             "content_type": CONTENT_TYPES[params.output_format]})
         storage_ms = (time.perf_counter() - t3) * 1000
+        # Some pipelines choose their own output size (LongCat edits at ~1 MP): report what
+        # was made, which is also what usage bills.
+        width, height = images[0].size
         return {
             "images": outputs,
-            "width": params.width,
-            "height": params.height,
+            "width": width,
+            "height": height,
             "timings_ms": {"load": round(load_ms, 2), "inference": round(inference_ms, 2),
                            "encode": round(encode_ms, 2), "storage": round(storage_ms, 2)},
         }

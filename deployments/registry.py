@@ -23,6 +23,7 @@ BUILTIN_FAMILY_MODULES = [
     "deployments.z_image",
     "deployments.hunyuan_image",
     "deployments.flux2",
+    "deployments.longcat",
 ]
 
 

@@ -102,6 +102,7 @@ def qwen25_vl_encoder(tokenizer, hidden_size: int = 16, mrope_section=(1, 1, 2))
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
     config = Qwen2_5_VLConfig(
         text_config={"hidden_size": hidden_size, "intermediate_size": hidden_size,
+                     "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
                      "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 2,
                      "vocab_size": len(tokenizer),
                      "rope_scaling": {"mrope_section": list(mrope_section),
@@ -110,6 +111,7 @@ def qwen25_vl_encoder(tokenizer, hidden_size: int = 16, mrope_section=(1, 1, 2))
         vision_config={"depth": 2, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
                        "out_hidden_size": hidden_size},
         hidden_size=hidden_size, vocab_size=len(tokenizer),
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
         image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
     torch.manual_seed(0)

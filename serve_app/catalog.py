@@ -24,7 +24,7 @@ PERMISSIVE_LICENSES = {
 class CatalogEntry:
     id: str
     family: str
-    license: str
+    license: str | None  # None: read from the model card at validation
     price_per_image: float | None = None
     parameters: ParameterSpec | None = None
     pipeline_class: str | None = None
@@ -92,6 +92,8 @@ CATALOG: dict[str, CatalogEntry] = {e.id: e for e in [
                  "QwenImagePipeline", "Qwen-Image 2512"),
     CatalogEntry("Qwen/Qwen-Image-Edit", "qwen-image-edit", "apache-2.0", 0.0324, None,
                  "QwenImageEditPipeline", "Qwen-Image-Edit, instruction edits"),
+    CatalogEntry("meituan-longcat/LongCat-Image-Edit", "longcat-edit", None, 0.0324, None,
+                 "LongCatImageEditPipeline", "LongCat-Image-Edit, instruction edits"),
     CatalogEntry("Tongyi-MAI/Z-Image-Turbo", "z-image", "apache-2.0", 0.0054, None,
                  "ZImagePipeline", "Z-Image Turbo, 8-step distilled"),
     CatalogEntry("hunyuanvideo-community/HunyuanImage-2.1-Diffusers", "hunyuan-image",

@@ -164,7 +164,7 @@ class Ingress:
             out.append(ModelInfo(
                 id=entry.id, owned_by="tessera", hf_model_id=entry.id, family=entry.family,
                 pipeline_tag="text-to-image" if "text-to-image" in spec.tasks else "image-to-image",
-                tasks=spec.tasks, license=entry.license,
+                tasks=spec.tasks, license=entry.license or "see model card",
                 requires_license_acceptance=requires_acceptance(entry.license),
                 pricing=Pricing(per_image=price_per_image(entry.id, entry.family,
                                                           self.config.pricing),

@@ -251,7 +251,8 @@ def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
                               f"{where}; checkpoint root {located.root})")
     if entry is None:
         out.warnings.append("not in the built-in catalog: the family's default parameters apply")
-    out.license = entry.license if entry else _read_license(located.root, model_id, located.hub)
+    out.license = ((entry.license if entry else None)
+                   or _read_license(located.root, model_id, located.hub))
     if out.license is None:
         out.warnings.append("no licence found in the model card; import requires accepting it")
     out.requires_license_acceptance = requires_acceptance(out.license)

@@ -1,0 +1,56 @@
+"""LongCat-Image-Edit: instruction edits through LongCatImageEditPipeline."""
+
+from __future__ import annotations
+
+from ray import serve
+
+from deployments import tiny
+from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.registry import register
+
+
+def tiny_components() -> dict:
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, LongCatImageTransformer2DModel
+
+    tokenizer = tiny.qwen2_tokenizer()
+    torch.manual_seed(0)
+    transformer = LongCatImageTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=16, pooled_projection_dim=16,
+        axes_dims_rope=[4, 4, 8])
+    return dict(scheduler=FlowMatchEulerDiscreteScheduler(), tokenizer=tokenizer,
+                vae=tiny.vae_kl(latent_channels=16, use_quant_conv=False,
+                                use_post_quant_conv=False, shift_factor=0.0609,
+                                scaling_factor=1.5035),
+                text_encoder=tiny.qwen25_vl_encoder(tokenizer), transformer=transformer)
+
+
+def build_tiny(path: str) -> None:
+    from diffusers import LongCatImageEditPipeline
+
+    components = tiny_components()
+    # Qwen2VLProcessor: transformers builds it only with torchvision installed
+    components["text_processor"] = tiny.qwen2_vl_processor(components["tokenizer"])
+    LongCatImageEditPipeline(**components).save_pretrained(path)
+
+
+SPEC = FamilySpec(
+    name="longcat-edit",
+    display_name="LongCat-Image-Edit",
+    pipelines={"edit": "LongCatImageEditPipeline"},
+    single_prompt=True,
+    parameters=ParameterSpec(num_inference_steps=50, guidance_scale=4.5, negative_prompt=True),
+    build_tiny=build_tiny,
+    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=4.5,
+                                  negative_prompt=True, width=256, height=256, max_side=1024,
+                                  max_pixels=1024 * 1024),
+)
+
+
+@serve.deployment(name=SPEC.deployment_name)
+class LongCatEditDeployment(FamilyDeployment):
+    SPEC = SPEC
+
+
+register(SPEC, LongCatEditDeployment)
