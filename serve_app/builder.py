@@ -18,7 +18,7 @@ from serve_app.auth import dev_key
 from serve_app.config import TesseraConfig, load_config
 from serve_app.ingress import Ingress
 from serve_app.storage import make_store
-from serve_app.validation import ensure_tiny_checkpoint
+from serve_app.validation import ensure_tiny_checkpoint, explain_build_error
 
 logger = logging.getLogger("tessera")
 
@@ -42,7 +42,7 @@ def prepare(config: TesseraConfig) -> None:
                     ensure_tiny_checkpoint(config.data_dir, FAMILIES[name])
                 except Exception as exc:  # one family's tiny model must not stop the service
                     print(f"warning: tiny {name} checkpoint not built: "
-                          f"{type(exc).__name__}: {str(exc).strip()[:200]}", flush=True)
+                          f"{explain_build_error(exc)}", flush=True)
 
 
 def build_app(args: dict | None = None) -> Application:

@@ -39,6 +39,18 @@ def tiny_checkpoint_path(data_dir: str | Path, family: str) -> Path:
     return Path(data_dir) / "tiny" / family
 
 
+def explain_build_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+    try:
+        from transformers.utils import is_torchvision_available
+    except ImportError:
+        return text
+    if not is_torchvision_available() and ("VIDEO_PROCESSOR" in text or "orchvision" in text):
+        return ("its Qwen2VLProcessor needs torchvision, which is not installed "
+                f"(transformers builds that processor only with it): {text}")
+    return text
+
+
 def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
     """Write the family's tiny checkpoint once; later calls return the existing one.
 
@@ -106,7 +118,7 @@ def locate(model_id: str, data_dir: str | Path) -> Located:
         except Exception as exc:  # e.g. a component whose library needs a missing package
             return Located(looked=["built-in tiny checkpoints"], errors=[
                 f"the tiny {spec.name} checkpoint could not be built here: "
-                f"{type(exc).__name__}: {str(exc).strip()[:300]}"])
+                f"{explain_build_error(exc)}"])
         return Located(source=model_id, root=root, looked=["built-in tiny checkpoints"])
     path = Path(model_id).expanduser()
     if path.is_dir():
