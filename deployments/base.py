@@ -21,6 +21,9 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from serve_app.metrics import m
+from serve_app.telemetry import extract, setup_logging, setup_tracing, task_attributes, tracer
+
 logger = logging.getLogger("tessera.family")
 
 TaskKind = Literal["text-to-image", "image-to-image", "inpaint", "edit"]
@@ -67,6 +70,7 @@ class GenerateParams(BaseModel):
     image_keys: list[str] = []
     mask_key: str | None = None
     created_at: float = 0.0
+    trace_context: dict[str, str] = {}  # W3C carrier: this task's trace continues here
 
     def batch_key(self) -> tuple:
         """Requests with equal keys can share one pipeline call."""
@@ -158,6 +162,8 @@ class FamilyDeployment:
 
         quiet_libraries()
         self.config = TesseraConfig.model_validate(config)
+        setup_tracing(self.config.tracing, self.config.data_dir, self.SPEC.deployment_name)
+        setup_logging()
         settings = self.config.families[self.SPEC.name]
         self.device, self.dtype = pick_device(self.config.device)
         self.store = make_store(self.config)
@@ -265,29 +271,49 @@ class FamilyDeployment:
 
     async def generate(self, params: GenerateParams | dict) -> dict:
         params = GenerateParams.model_validate(params)
+        attrs = task_attributes(params.task_id, params.tenant, params.model_id, self.SPEC.name,
+                                **{"tessera.batch_size": len(params.seeds),
+                                   "tessera.task_kind": params.task})
+        with tracer().start_as_current_span("tessera.generate", context=extract(
+                params.trace_context), attributes=attrs):
+            return await self._generate(params)
+
+    async def _generate(self, params: GenerateParams) -> dict:
+        family = {"family": self.SPEC.name}
         source = serve.get_multiplexed_model_id()
         t0 = time.perf_counter()
-        base = await self.get_model(source)
+        with tracer().start_as_current_span("model.load", attributes={"tessera.source": source}):
+            base = await self.get_model(source)
+            inputs = await self.load_inputs(params)
         load_ms = (time.perf_counter() - t0) * 1000
-        inputs = await self.load_inputs(params)
         async with self._run_lock:
             self.tasks.mark_started.remote(params.task_id)
             t1 = time.perf_counter()
-            # Denoising and encoding are CPU/GPU bound: keep them off the replica's event loop.
-            images = await asyncio.to_thread(self._run_pipeline, base, params, *inputs)
+            with tracer().start_as_current_span("pipeline.denoise", attributes={
+                    "tessera.batch_size": len(params.seeds),
+                    "tessera.steps": params.num_inference_steps,
+                    "tessera.size": f"{params.width}x{params.height}"}):
+                # Denoising is CPU/GPU bound: keep it off the replica's event loop.
+                images = await asyncio.to_thread(self._run_pipeline, base, params, *inputs)
             inference_ms = (time.perf_counter() - t1) * 1000
+        m().generation.observe(inference_ms / 1000, tags=family)
+        m().batch_size.observe(len(images), tags=family)
         t2 = time.perf_counter()
-        encoded = await asyncio.to_thread(
-            lambda: [encode_image(im, params.output_format) for im in images])
+        with tracer().start_as_current_span("image.encode",
+                                            attributes={"tessera.format": params.output_format}):
+            encoded = await asyncio.to_thread(
+                lambda: [encode_image(im, params.output_format) for im in images])
         encode_ms = (time.perf_counter() - t2) * 1000
         t3 = time.perf_counter()
         outputs = []
-        for index, (data, seed) in enumerate(zip(encoded, params.seeds)):
-            key = output_key(params.tenant, params.task_id, params.created_at, index,
-                             params.output_format)
-            await self.store.put_async(key, data, CONTENT_TYPES[params.output_format])
-            outputs.append({"key": key, "seed": seed, "bytes": len(data),
-                            "content_type": CONTENT_TYPES[params.output_format]})
+        with tracer().start_as_current_span("storage.write",
+                                            attributes={"tessera.objects": len(encoded)}):
+            for index, (data, seed) in enumerate(zip(encoded, params.seeds)):
+                key = output_key(params.tenant, params.task_id, params.created_at, index,
+                                 params.output_format)
+                await self.store.put_async(key, data, CONTENT_TYPES[params.output_format])
+                outputs.append({"key": key, "seed": seed, "bytes": len(data),
+                                "content_type": CONTENT_TYPES[params.output_format]})
         storage_ms = (time.perf_counter() - t3) * 1000
         # Some pipelines choose their own output size (LongCat edits at ~1 MP): report what
         # was made, which is also what usage bills.

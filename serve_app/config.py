@@ -105,6 +105,15 @@ class InputSettings(_Strict):
     allow_private_urls: bool = Field(False, description="let image_url reach loopback/private")
 
 
+class TracingSettings(_Strict):
+    exporter: Literal["none", "console", "file", "otlp"] = Field(
+        "none", description="otlp for clusters; console or file for local runs")
+    path: str | None = Field(None, description="file exporter; default <data_dir>/traces.jsonl")
+    otlp_endpoint: str | None = Field(None, description="e.g. http://otel-collector:4318")
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    service_name: str = "tessera"
+
+
 class LimitSettings(_Strict):
     task_deadline_s: float = Field(900.0, gt=0)
     max_queued_per_tenant: int = Field(500, ge=1)
@@ -121,6 +130,7 @@ class TesseraConfig(_Strict):
     pricing: PricingSettings = PricingSettings()
     limits: LimitSettings = LimitSettings()
     inputs: InputSettings = InputSettings()
+    tracing: TracingSettings = TracingSettings()
     build_tiny_models: bool = True
 
     @field_validator("families")
@@ -160,6 +170,7 @@ ENV_VARS = {
     "TESSERA_S3_SECURE": ("storage", "s3", "secure"),
     "TESSERA_S3_REGION": ("storage", "s3", "region"),
     "TESSERA_PUBLIC_BASE_URL": ("storage", "public_base_url"),
+    "TESSERA_OTLP_ENDPOINT": ("tracing", "otlp_endpoint"),
 }
 
 

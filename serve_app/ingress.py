@@ -17,6 +17,8 @@ from typing import Any, Literal
 import ray
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import Response
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from ray import serve
 
 from serve_app.auth import ApiKeys
@@ -57,11 +59,41 @@ from serve_app.protocol import (
 )
 from serve_app.storage import LocalDiskStore, content_type_for, make_store
 from serve_app.tasks import task_manager
+from serve_app import telemetry
+from serve_app.telemetry import (
+    extract,
+    inject,
+    setup_logging,
+    setup_tracing,
+    task_attributes,
+    tracer,
+)
 from serve_app.validation import validate
 
 app = FastAPI(title="Tessera", version="0.1.0",
               description="Self-hosted image generation: import a model, submit, poll, download.")
 install_error_handlers(app)
+
+
+@app.middleware("http")
+async def trace_requests(request: Request, call_next):
+    """A server span per request, child of the client's `traceparent` when it sends one.
+
+    (An ASGI middleware: FastAPIInstrumentor breaks Serve, ray-project/ray#36014.)
+    """
+    with tracer().start_as_current_span(f"{request.method} {request.url.path}",
+                                        context=extract(dict(request.headers)),
+                                        kind=SpanKind.SERVER) as span:
+        span.set_attribute("http.method", request.method)
+        # through the module: Serve pickles this app, and a ContextVar cannot be pickled
+        telemetry.REQUEST_SPAN.set(span)
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", None)
+        if route:  # known only after routing: name the span by its template, not the URL
+            span.update_name(f"{request.method} {route}")
+            span.set_attribute("http.route", route)
+        span.set_attribute("http.status_code", response.status_code)
+        return response
 
 
 def authenticate(request: Request) -> str:
@@ -111,6 +143,8 @@ class Ingress:
         self.tasks = task_manager(self.config.instance)
         self.models = model_registry(self.config.instance, self.config.data_dir)
         app.state.keys = ApiKeys.from_env(self.config.data_dir)
+        setup_tracing(self.config.tracing, self.config.data_dir, "ingress")
+        setup_logging()
         ray.get(self.tasks.configure.remote(config, families))
 
     # ------------------------------------------------------------ health
@@ -205,6 +239,11 @@ class Ingress:
 
     async def _submit(self, model: ModelInfo, source: str, params, body,
                       warnings: list[str]) -> TaskCreated:
+        attrs = task_attributes(params.task_id, params.tenant, model.id, model.family,
+                                **{"tessera.batch_size": len(params.seeds)})
+        for span in {telemetry.REQUEST_SPAN.get() or trace.get_current_span(),
+                     trace.get_current_span()}:
+            span.set_attributes(attrs)
         request_summary = params.model_dump(include={
             "task", "prompt", "negative_prompt", "width", "height", "num_inference_steps",
             "guidance_scale", "strength", "seeds", "output_format"}) | {
@@ -214,7 +253,7 @@ class Ingress:
             source=source, params=params.model_dump(), created_at=params.created_at,
             deadline_at=params.created_at + self.config.limits.task_deadline_s,
             price_per_image=model.pricing.per_image, currency=model.pricing.currency,
-            request=request_summary, warnings=warnings)))
+            request=request_summary, warnings=warnings, trace=inject())))
         return TaskCreated(task_id=params.task_id, status=view["status"], model=model.id,
                            created_at=params.created_at, queue_position=view["queue_position"],
                            warnings=warnings)

@@ -85,10 +85,14 @@ class OutputStore(ABC):
 
     async def put_async(self, key: str, data: bytes, content_type: str) -> None:
         """Write with retries and backoff; give up with `storage_unavailable`."""
+        from serve_app.metrics import m
+
         delay = self.backoff_s
         for attempt in range(1, self.retries + 1):
             try:
+                started = time.perf_counter()
                 await asyncio.to_thread(self.put, key, data, content_type)
+                m().storage.observe(time.perf_counter() - started, tags={"op": "put"})
                 return
             except Exception as exc:  # any backend failure counts: disk full, connection refused
                 logger.warning("storage write %s failed (attempt %d/%d): %s", key, attempt,

@@ -26,6 +26,16 @@ from serve_app.errors import (
     TesseraError,
 )
 
+from serve_app.metrics import m
+from serve_app.telemetry import (
+    extract,
+    inject,
+    setup_logging,
+    setup_tracing,
+    task_attributes,
+    tracer,
+)
+
 logger = logging.getLogger("tessera.tasks")
 
 NAMESPACE = "tessera"
@@ -67,6 +77,7 @@ class Task:
     history: list[dict[str, Any]] = field(default_factory=list)
     result: dict[str, Any] | None = None
     error: dict[str, str] | None = None
+    trace: dict[str, str] = field(default_factory=dict)  # W3C carrier of the submit request
 
     def __post_init__(self):
         if not self.history:
@@ -113,7 +124,8 @@ class Task:
 
     def view(self) -> dict[str, Any]:
         out = asdict(self)
-        for private in ("params", "source", "deadline_at", "price_per_image", "currency"):
+        for private in ("params", "source", "deadline_at", "price_per_image", "currency",
+                        "trace"):
             out.pop(private)
         return out
 
@@ -206,6 +218,8 @@ class TaskManager:
         from serve_app.storage import make_store
 
         cfg = TesseraConfig.model_validate(config)
+        setup_tracing(cfg.tracing, cfg.data_dir, "task-actor")
+        setup_logging()
         self._limits = cfg.limits.model_dump()
         families = {name: s.model_dump() for name, s in cfg.enabled_families().items()}
         self._store = make_store(cfg)
@@ -244,6 +258,8 @@ class TaskManager:
                                    "some to finish", headers={"Retry-After": "5"})
         self._tasks[t.id] = t
         queue.push(t.tenant, t.id)
+        m().tasks.inc(1, tags={"status": QUEUED, "family": t.family})
+        m().queue_depth.set(len(queue), tags={"family": t.family})
         return self._view(t)
 
     async def get(self, task_id: str, tenant: str) -> dict:
@@ -282,7 +298,24 @@ class TaskManager:
     async def mark_started(self, task_id: str) -> None:
         t = self._tasks.get(task_id)
         if t is not None and t.status == QUEUED:
-            t.transition(IN_PROGRESS)
+            self._start(t)
+
+    # ------------------------------------------------------------ transitions (+ metrics)
+
+    def _start(self, task: Task) -> None:
+        task.transition(IN_PROGRESS)
+        tags = {"family": task.family}
+        m().tasks.inc(1, tags={"status": IN_PROGRESS, **tags})
+        m().queue_wait.observe(task.started_at - task.created_at, tags=tags)
+
+    def _complete(self, task: Task, output: dict) -> None:
+        if task.status == QUEUED:  # the replica's start notice may still be on its way
+            self._start(task)
+        task.complete(output)
+        tags = {"family": task.family}
+        m().tasks.inc(1, tags={"status": COMPLETED, **tags})
+        m().images.inc(len(output["images"]), tags=tags)
+        m().end_to_end.observe(task.completed_at - task.created_at, tags=tags)
 
     # ------------------------------------------------------------ dispatch
 
@@ -299,7 +332,24 @@ class TaskManager:
                     continue
                 candidate = self._tasks.get(task_id)
                 task = candidate if candidate is not None and not candidate.done else None
-            self._inflight[task.id] = asyncio.create_task(self._run(task, slots))
+            m().queue_depth.set(len(queue), tags={"family": family})
+            self._inflight[task.id] = asyncio.create_task(self._traced_run(task, slots))
+
+    async def _traced_run(self, task: Task, slots: asyncio.Semaphore) -> None:
+        """Continue the submit request's trace: the wait in the queue, then the dispatch."""
+        attrs = task_attributes(task.id, task.tenant, task.model, task.family,
+                                **{"tessera.attempt": task.attempts + 1})
+        parent = extract(task.trace)
+        queued = tracer().start_span("tessera.queue", context=parent, attributes=attrs,
+                                     start_time=int(task.created_at * 1e9))
+        queued.end()
+        with tracer().start_as_current_span("tessera.dispatch", context=parent,
+                                            attributes=attrs) as span:
+            task.params["trace_context"] = inject()
+            await self._run(task, slots)
+            span.set_attribute("tessera.status", task.status)
+            if task.error:
+                span.set_attribute("tessera.error_code", task.error["code"])
 
     async def _run(self, task: Task, slots: asyncio.Semaphore) -> None:
         task.attempts += 1
@@ -310,9 +360,7 @@ class TaskManager:
             output = await asyncio.wait_for(_await(response),
                                             timeout=max(task.deadline_at - time.time(), 0.01))
             if not task.done:
-                if task.status == QUEUED:  # the replica's start notice may still be on its way
-                    task.transition(IN_PROGRESS)
-                task.complete(output)
+                self._complete(task, output)
         except asyncio.TimeoutError:
             if response is not None:
                 response.cancel()
@@ -337,6 +385,8 @@ class TaskManager:
         if not task.done:
             task.fail(code, message)
             self._queues[task.family].remove(task.tenant, task.id)
+            m().tasks.inc(1, tags={"status": FAILED, "family": task.family})
+            m().errors.inc(1, tags={"code": code, "family": task.family})
 
     async def sweep(self, now: float | None = None) -> dict:
         """Retention: drop finished tasks older than the period, their images, and strays."""

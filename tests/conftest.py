@@ -25,6 +25,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+METRICS_PORT = free_port()  # Ray's Prometheus endpoint for this session
+
+
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("tessera")
@@ -50,7 +53,7 @@ def ray_session(session_dir, hf_home):
         "TOKENIZERS_PARALLELISM": "false",
     })
     ray.init(num_cpus=8, num_gpus=0, include_dashboard=False, log_to_driver=False,
-             configure_logging=False)
+             configure_logging=False, _metrics_export_port=METRICS_PORT)
     yield ray
     from ray import serve
 
@@ -96,7 +99,7 @@ def deploy(ray_session, session_dir):
 
 
 @pytest.fixture(scope="session")
-def service(deploy) -> Service:
+def service(deploy, traces_path) -> Service:
     from deployments.registry import FAMILIES
 
     # Every family, one replica each, so no test waits on a cold start.
@@ -104,7 +107,13 @@ def service(deploy) -> Service:
         "limits": {"task_deadline_s": 120},
         "families": {name: {"num_replicas": 1} for name in FAMILIES},
         "inputs": {"allow_private_urls": True, "max_image_bytes": 1_000_000,
-                   "max_image_pixels": 2048 * 2048}})
+                   "max_image_pixels": 2048 * 2048},
+        "tracing": {"exporter": "file", "path": str(traces_path)}})
+
+
+@pytest.fixture(scope="session")
+def traces_path(session_dir) -> Path:
+    return session_dir / "traces.jsonl"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,124 @@
+"""Serving overhead: the same tiny model called in-process and through the HTTP API, one run.
+
+    python -m loadtests.bench_overhead --output loadtests/out/overhead [--repeats 20]
+
+Direct: the tiny FLUX checkpoint loaded with diffusers' own `FluxPipeline.from_pretrained` and
+called in this process. API: submit to /v1/images/generations, poll /v1/tasks/{id} every 5 ms,
+until completed (the image is then in the store, with a URL). Without TESSERA_URL the script starts
+a local Tessera on a fresh Ray first. Reports p50/p99 of both, the overhead in ms and the ratio
+API/direct per image size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import httpx
+
+from loadtests.common import import_tiny, percentiles, require_loopback, start_local_server
+
+
+def direct_times(sizes, repeats, steps, data_dir) -> dict:
+    import torch
+    from diffusers import FluxPipeline
+
+    from deployments.registry import FAMILIES
+    from serve_app.validation import ensure_tiny_checkpoint
+
+    pipe = FluxPipeline.from_pretrained(str(ensure_tiny_checkpoint(data_dir, FAMILIES["flux"])))
+    pipe.set_progress_bar_config(disable=True)
+    out = {}
+    for w, h in sizes:
+        times = []
+        for i in range(repeats + 1):
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                pipe(prompt="a red fox", width=w, height=h, num_inference_steps=steps,
+                     generator=torch.Generator().manual_seed(i), max_sequence_length=256)
+            if i:  # the first call warms caches
+                times.append((time.perf_counter() - t0) * 1000)
+        out[f"{w}x{h}"] = times
+    return out
+
+
+def api_times(url, key, sizes, repeats, steps) -> dict:
+    headers = {"Authorization": f"Bearer {key}"}
+    out = {}
+    with httpx.Client(base_url=url, timeout=120) as client:
+        import asyncio
+
+        async def model():
+            async with httpx.AsyncClient(base_url=url, timeout=120) as c:
+                return await import_tiny(c, key)
+
+        model_id = asyncio.run(model())
+        for w, h in sizes:
+            times = []
+            for i in range(repeats + 1):
+                t0 = time.perf_counter()
+                r = client.post("/v1/images/generations", headers=headers, json={
+                    "model": model_id, "prompt": "a red fox", "size": f"{w}x{h}",
+                    "num_inference_steps": steps, "seed": i})
+                task_id = r.json()["task_id"]
+                while True:
+                    task = client.get(f"/v1/tasks/{task_id}", headers=headers).json()
+                    if task["status"] in ("completed", "failed"):
+                        break
+                    time.sleep(0.005)
+                assert task["status"] == "completed", task
+                if i:
+                    times.append((time.perf_counter() - t0) * 1000)
+            out[f"{w}x{h}"] = times
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="serving overhead of the HTTP API")
+    p.add_argument("--output", required=True)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--sizes", default="64x64,256x256,512x512")
+    args = p.parse_args(argv)
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    url, stop = os.environ.get("TESSERA_URL"), None
+    if url:
+        require_loopback(url)
+        key = os.environ["TESSERA_API_KEY"].split(",")[0]
+    else:
+        url, keys, stop = start_local_server()
+        key = keys[0]
+    try:
+        api = api_times(url, key, sizes, args.repeats, args.steps)
+    finally:
+        if stop:
+            stop()
+    direct = direct_times(sizes, args.repeats, args.steps,
+                          os.environ.get("TESSERA_DATA_DIR", "./.tessera"))
+    rows = []
+    for size in api:
+        d, a = percentiles(direct[size]), percentiles(api[size])
+        rows.append({"size": size, "direct_ms": d, "api_ms": a,
+                     "overhead_ms": {q: round(a[q] - d[q], 2) for q in ("p50", "p99")},
+                     "ratio": {q: round(a[q] / d[q], 2) for q in ("p50", "p99")}})
+    report = {"repeats": args.repeats, "steps": args.steps, "rows": rows}
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "overhead.json").write_text(json.dumps(report, indent=2))
+    lines = ["| size | direct p50 | API p50 | overhead p50 | ratio p50 | direct p99 | API p99 "
+             "| overhead p99 | ratio p99 |", "|" + " --- |" * 9]
+    for r in rows:
+        lines.append(f"| {r['size']} | {r['direct_ms']['p50']} | {r['api_ms']['p50']} | "
+                     f"{r['overhead_ms']['p50']} | {r['ratio']['p50']} | "
+                     f"{r['direct_ms']['p99']} | {r['api_ms']['p99']} | "
+                     f"{r['overhead_ms']['p99']} | {r['ratio']['p99']} |")
+    (out / "overhead.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

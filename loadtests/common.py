@@ -1,0 +1,82 @@
+"""Shared pieces of the load tests: a loopback-only client, model import, percentiles."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import statistics
+from urllib.parse import urlsplit
+
+import httpx
+
+
+def require_loopback(url: str) -> None:
+    """Load is only ever sent to this machine."""
+    host = urlsplit(url).hostname or ""
+    addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    if not addresses or not all(ipaddress.ip_address(a.split("%")[0]).is_loopback
+                                for a in addresses):
+        raise SystemExit(f"refusing to send load to {url}: only loopback addresses are allowed")
+
+
+def api_keys(cli_keys: list[str] | None) -> list[str]:
+    keys = cli_keys or [k for k in os.environ.get("TESSERA_API_KEY", "").split(",") if k]
+    if not keys:
+        raise SystemExit("give --api-key (repeat it for several tenants) or TESSERA_API_KEY")
+    return keys
+
+
+async def import_tiny(client: httpx.AsyncClient, key: str, family: str = "flux") -> str:
+    headers = {"Authorization": f"Bearer {key}"}
+    r = await client.post("/v1/my-models/validate-hf", headers=headers,
+                          json={"hf_model_id": f"tessera/tiny-{family}"})
+    r.raise_for_status()
+    r = await client.post("/v1/my-models/import-hf", headers=headers,
+                          json={"validation_id": r.json()["validation_id"]})
+    r.raise_for_status()
+    return r.json()["id"]
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None, "n": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99),
+            "mean": round(statistics.fmean(ordered), 2), "n": len(ordered)}
+
+
+def start_local_server(families: dict | None = None, limits: dict | None = None, port: int = 0):
+    """A Tessera app on a fresh local Ray, for benchmarks run without TESSERA_URL.
+
+    Returns (base_url, api_key, stop).
+    """
+    import tempfile
+
+    os.environ.setdefault("TESSERA_API_KEYS", "bench-key-a=bench-a,bench-key-b=bench-b")
+    import ray
+    from ray import serve
+
+    from serve_app.builder import build_app
+
+    if not port:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    data_dir = tempfile.mkdtemp(prefix="tessera-bench-")
+    args = {"data_dir": data_dir, "families": families or {"flux": {"num_replicas": 1}},
+            "limits": limits or {}}
+    serve.run(build_app(args), name="bench", route_prefix="/")
+
+    def stop():
+        serve.shutdown()
+        ray.shutdown()
+
+    keys = [kv.split("=")[0] for kv in os.environ["TESSERA_API_KEYS"].split(",")]
+    return f"http://127.0.0.1:{port}", keys, stop
