@@ -166,6 +166,10 @@ class FamilyDeployment:
         setup_logging()
         settings = self.config.families[self.SPEC.name]
         self.device, self.dtype = pick_device(self.config.device)
+        if self.device == "cpu" and settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
         self.store = make_store(self.config)
         self.tasks = task_manager(self.config.instance)
         # One pipeline call at a time per replica: concurrent calls only fight over the device.

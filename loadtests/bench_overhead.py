@@ -3,8 +3,10 @@
     python -m loadtests.bench_overhead --output loadtests/out/overhead [--repeats 20]
 
 Direct: the tiny FLUX checkpoint loaded with diffusers' own `FluxPipeline.from_pretrained` and
-called in this process. API: submit to /v1/images/generations, poll /v1/tasks/{id} every 5 ms,
-until completed (the image is then in the store, with a URL). Without TESSERA_URL the script starts
+called in this process. API: submit to /v1/images/generations, poll /v1/tasks/{id} every 20 ms,
+until completed (the image is then in the store, with a URL). Also reported: the server-side task
+time (created_at to completed_at, free of polling granularity) and the replica's own pipeline
+time, so the overhead splits into pipeline slowdown inside Serve and serving work around it. Without TESSERA_URL the script starts
 a local Tessera on a fresh Ray first. Reports p50/p99 of both, the overhead in ms and the ratio
 API/direct per image size.
 """
@@ -45,9 +47,9 @@ def direct_times(sizes, repeats, steps, data_dir) -> dict:
     return out
 
 
-def api_times(url, key, sizes, repeats, steps) -> dict:
+def api_times(url, key, sizes, repeats, steps) -> tuple[dict, dict, dict]:
     headers = {"Authorization": f"Bearer {key}"}
-    out = {}
+    out, server, inference = {}, {}, {}
     with httpx.Client(base_url=url, timeout=120) as client:
         import asyncio
 
@@ -57,7 +59,7 @@ def api_times(url, key, sizes, repeats, steps) -> dict:
 
         model_id = asyncio.run(model())
         for w, h in sizes:
-            times = []
+            times, server_ms, inference_ms = [], [], []
             for i in range(repeats + 1):
                 t0 = time.perf_counter()
                 r = client.post("/v1/images/generations", headers=headers, json={
@@ -68,12 +70,15 @@ def api_times(url, key, sizes, repeats, steps) -> dict:
                     task = client.get(f"/v1/tasks/{task_id}", headers=headers).json()
                     if task["status"] in ("completed", "failed"):
                         break
-                    time.sleep(0.005)
+                    time.sleep(0.02)
                 assert task["status"] == "completed", task
                 if i:
                     times.append((time.perf_counter() - t0) * 1000)
+                    server_ms.append((task["completed_at"] - task["created_at"]) * 1000)
+                    inference_ms.append(task["result"]["timings_ms"]["inference"])
             out[f"{w}x{h}"] = times
-    return out
+            server[f"{w}x{h}"], inference[f"{w}x{h}"] = server_ms, inference_ms
+    return out, server, inference
 
 
 def main(argv=None) -> int:
@@ -92,16 +97,19 @@ def main(argv=None) -> int:
         url, keys, stop = start_local_server()
         key = keys[0]
     try:
-        api = api_times(url, key, sizes, args.repeats, args.steps)
+        api, server, inference = api_times(url, key, sizes, args.repeats, args.steps)
+        # measured while the server is still up (idle), so both sides share its background load
+        direct = direct_times(sizes, args.repeats, args.steps,
+                              os.environ.get("TESSERA_DATA_DIR", "./.tessera"))
     finally:
         if stop:
             stop()
-    direct = direct_times(sizes, args.repeats, args.steps,
-                          os.environ.get("TESSERA_DATA_DIR", "./.tessera"))
     rows = []
     for size in api:
         d, a = percentiles(direct[size]), percentiles(api[size])
         rows.append({"size": size, "direct_ms": d, "api_ms": a,
+                     "server_task_ms": percentiles(server[size]),
+                     "replica_pipeline_ms": percentiles(inference[size]),
                      "overhead_ms": {q: round(a[q] - d[q], 2) for q in ("p50", "p99")},
                      "ratio": {q: round(a[q] / d[q], 2) for q in ("p50", "p99")}})
     report = {"repeats": args.repeats, "steps": args.steps, "rows": rows}
@@ -109,12 +117,14 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "overhead.json").write_text(json.dumps(report, indent=2))
     lines = ["| size | direct p50 | API p50 | overhead p50 | ratio p50 | direct p99 | API p99 "
-             "| overhead p99 | ratio p99 |", "|" + " --- |" * 9]
+             "| overhead p99 | ratio p99 | server-side task p50 | replica pipeline p50 |",
+             "|" + " --- |" * 11]
     for r in rows:
         lines.append(f"| {r['size']} | {r['direct_ms']['p50']} | {r['api_ms']['p50']} | "
                      f"{r['overhead_ms']['p50']} | {r['ratio']['p50']} | "
                      f"{r['direct_ms']['p99']} | {r['api_ms']['p99']} | "
-                     f"{r['overhead_ms']['p99']} | {r['ratio']['p99']} |")
+                     f"{r['overhead_ms']['p99']} | {r['ratio']['p99']} | "
+                     f"{r['server_task_ms']['p50']} | {r['replica_pipeline_ms']['p50']} |")
     (out / "overhead.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

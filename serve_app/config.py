@@ -56,6 +56,9 @@ class FamilySettings(DeploymentSettings):
     max_batch_size: int = Field(4, ge=1)
     batch_wait_timeout_s: float = Field(0.05, ge=0)
     max_queued: int = Field(1000, ge=1, description="queued tasks per family before 429")
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU execution: intra-op threads; default: as Ray sets them "
+                                "(OMP_NUM_THREADS from the replica's num_cpus)")
     dispatch_concurrency: int | None = Field(
         None, ge=1, description="tasks sent to the deployment at once; default replicas x ongoing")
 
@@ -124,7 +127,8 @@ class TesseraConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     instance: str = Field("tessera", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
                           description="names the task and model actors; one per Ray cluster")
-    ingress: DeploymentSettings = DeploymentSettings(num_replicas=1)
+    # The ingress only awaits actors and the store: many requests in flight cost little.
+    ingress: DeploymentSettings = DeploymentSettings(num_replicas=1, max_ongoing_requests=128)
     families: dict[str, FamilySettings] = Field(default_factory=lambda: default_families())
     storage: StorageSettings = StorageSettings()
     pricing: PricingSettings = PricingSettings()

@@ -27,3 +27,23 @@ def test_minio_manifest_is_complete_and_consistent():
     assert mounts == {t["metadata"]["name"] for t in sts["volumeClaimTemplates"]}
     ports = {p["port"] for p in kinds["Service"]["spec"]["ports"]}
     assert 9000 in ports
+
+
+def test_otel_collector_and_dashboard():
+    import json
+
+    docs = [d for d in yaml.safe_load_all((CLUSTER / "otel-collector.yaml").read_text()) if d]
+    config = yaml.safe_load(docs[0]["data"]["collector.yaml"])
+    assert 4318 in [int(p["containerPort"]) for p in
+                    docs[1]["spec"]["template"]["spec"]["containers"][0]["ports"]]
+    for pipeline in config["service"]["pipelines"].values():
+        assert set(pipeline["receivers"]) <= set(config["receivers"])
+        assert set(pipeline["exporters"]) <= set(config["exporters"])
+    dashboard = json.loads((CLUSTER / "grafana-dashboard.json").read_text())
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    from serve_app.metrics import _metrics  # noqa: F401  (names below are defined there)
+
+    for name in ("tasks_total", "queue_depth", "queue_wait_seconds", "generation_seconds",
+                 "end_to_end_seconds", "images_total", "batch_size", "task_errors_total",
+                 "storage_seconds"):
+        assert f"ray_tessera_{name}" in exprs, name

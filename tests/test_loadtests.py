@@ -20,7 +20,8 @@ def test_burst_report_counts_every_task(service, tmp_path):
     assert report["submitted"] == report["accepted"] == report["completed"] == 12
     assert report["downloads"] == {**report["downloads"], "ok": 12, "failed": 0}
     assert report["submit_latency_ms"]["n"] == 12 and report["images_per_second"] > 0
-    assert {"queue_wait", "inference", "storage"} <= set(report["mean_ms_by_stage"])
+    assert {"queue wait (incl. model load)", "inference", "storage"} <= set(
+        report["mean_ms_by_stage"])
     assert "lost 0" in (tmp_path / "report.md").read_text()
 
 
