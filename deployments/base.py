@@ -51,6 +51,12 @@ class ParameterSpec(BaseModel):
     max_input_images: int = 1
 
 
+def tiny_parameters(real: ParameterSpec) -> ParameterSpec:
+    """A tiny checkpoint's parameters: the real model's, with few steps and small images."""
+    return real.model_copy(update={"num_inference_steps": 4, "width": 256, "height": 256,
+                                   "max_side": 1024, "max_pixels": 1024 * 1024})
+
+
 class GenerateParams(BaseModel):
     """One task as a family deployment sees it: already validated and defaulted."""
 
@@ -312,7 +318,7 @@ class FamilyDeployment:
         outputs = []
         with tracer().start_as_current_span("storage.write",
                                             attributes={"tessera.objects": len(encoded)}):
-            for index, (data, seed) in enumerate(zip(encoded, params.seeds)):
+            for index, (data, seed) in enumerate(zip(encoded, params.seeds, strict=True)):
                 key = output_key(params.tenant, params.task_id, params.created_at, index,
                                  params.output_format)
                 await self.store.put_async(key, data, CONTENT_TYPES[params.output_format])

@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -15,18 +20,19 @@ def build_tiny(path: str) -> None:
     FluxPipeline(**tiny.flux_components()).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=28, max_steps=50, guidance_scale=3.5,
+                           max_guidance_scale=20.0, width=1024, height=1024, max_side=2048,
+                           max_pixels=2048 * 2048, negative_prompt=False)
+
 SPEC = FamilySpec(
     name="flux",
     display_name="FLUX.1",
     pipelines={"text-to-image": "FluxPipeline", "image-to-image": "FluxImg2ImgPipeline",
                "inpaint": "FluxInpaintPipeline"},
-    parameters=ParameterSpec(num_inference_steps=28, max_steps=50, guidance_scale=3.5,
-                             max_guidance_scale=20.0, width=1024, height=1024, max_side=2048,
-                             max_pixels=2048 * 2048, negative_prompt=False),
+    parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 256},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, max_steps=50, guidance_scale=3.5,
-                                  width=256, height=256, max_side=1024, max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

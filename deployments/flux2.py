@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -54,17 +59,17 @@ def build_tiny(path: str) -> None:
                   tokenizer=tokenizer, transformer=transformer, vae=vae).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=50, guidance_scale=4.0, max_input_images=4)
+
 SPEC = FamilySpec(
     name="flux2",
     display_name="FLUX.2",
     pipelines={"text-to-image": "Flux2Pipeline", "edit": "Flux2Pipeline"},
     multi_image=True,
-    parameters=ParameterSpec(num_inference_steps=50, guidance_scale=4.0, max_input_images=4),
+    parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 512},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=4.0, width=256,
-                                  height=256, max_side=1024, max_pixels=1024 * 1024,
-                                  max_input_images=4),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -17,17 +22,17 @@ def build_tiny(path: str) -> None:
     FluxFillPipeline(**components).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=50, max_steps=100, guidance_scale=30.0,
+                           max_guidance_scale=100.0, strength=1.0)
+
 SPEC = FamilySpec(
     name="flux-fill",
     display_name="FLUX.1 Fill",
     pipelines={"inpaint": "FluxFillPipeline"},
-    parameters=ParameterSpec(num_inference_steps=50, max_steps=100, guidance_scale=30.0,
-                             max_guidance_scale=100.0, strength=1.0),
+    parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 256},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=30.0,
-                                  max_guidance_scale=100.0, width=256, height=256, max_side=1024,
-                                  max_pixels=1024 * 1024, strength=1.0),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

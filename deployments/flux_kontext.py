@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -15,17 +20,18 @@ def build_tiny(path: str) -> None:
     FluxKontextPipeline(**tiny.flux_components()).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=28, guidance_scale=2.5)
+
 SPEC = FamilySpec(
     name="flux-kontext",
     display_name="FLUX.1 Kontext",
     pipelines={"edit": "FluxKontextPipeline"},
-    parameters=ParameterSpec(num_inference_steps=28, guidance_scale=2.5),
+    parameters=PARAMETERS,
     # Kontext rescales every output to max_area (1 MP by default): the API's size must win.
     call_kwargs={"max_sequence_length": 256, "_auto_resize": False,
                  "max_area": lambda params: params.width * params.height},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=2.5, width=256,
-                                  height=256, max_side=1024, max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

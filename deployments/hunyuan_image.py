@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -46,18 +51,18 @@ def build_tiny(path: str) -> None:
     ).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=50, guidance_scale=None, negative_prompt=True,
+                           width=2048, height=2048, max_side=3072, max_pixels=3072 * 3072)
+
 SPEC = FamilySpec(
     name="hunyuan-image",
     display_name="HunyuanImage-2.1",
     pipelines={"text-to-image": "HunyuanImagePipeline"},
     # guidance lives in the checkpoint's guider components, not in a call argument
     guidance_kwarg=None,
-    parameters=ParameterSpec(num_inference_steps=50, guidance_scale=None, negative_prompt=True,
-                             width=2048, height=2048, max_side=3072, max_pixels=3072 * 3072),
+    parameters=PARAMETERS,
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=None,
-                                  negative_prompt=True, width=256, height=256, max_side=1024,
-                                  max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -35,16 +40,16 @@ def build_tiny(path: str) -> None:
     LongCatImageEditPipeline(**components).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=50, guidance_scale=4.5, negative_prompt=True)
+
 SPEC = FamilySpec(
     name="longcat-edit",
     display_name="LongCat-Image-Edit",
     pipelines={"edit": "LongCatImageEditPipeline"},
     single_prompt=True,
-    parameters=ParameterSpec(num_inference_steps=50, guidance_scale=4.5, negative_prompt=True),
+    parameters=PARAMETERS,
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=4.5,
-                                  negative_prompt=True, width=256, height=256, max_side=1024,
-                                  max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -25,18 +30,18 @@ def build_tiny(path: str) -> None:
                         scheduler=DPMSolverMultistepScheduler()).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=20, guidance_scale=4.5, negative_prompt=True)
+
 SPEC = FamilySpec(
     name="pixart-sigma",
     display_name="PixArt-Sigma",
     pipelines={"text-to-image": "PixArtSigmaPipeline"},
-    parameters=ParameterSpec(num_inference_steps=20, guidance_scale=4.5, negative_prompt=True),
+    parameters=PARAMETERS,
     # the API's size is generated as asked, not snapped to PixArt's aspect-ratio bins
     call_kwargs={"max_sequence_length": 300, "use_resolution_binning": False,
                  "clean_caption": False},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=4.5,
-                                  negative_prompt=True, width=256, height=256, max_side=1024,
-                                  max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -14,6 +19,9 @@ def build_tiny(path: str) -> None:
 
     QwenImagePipeline(**tiny.qwen_image_components()).save_pretrained(path)
 
+
+PARAMETERS = ParameterSpec(num_inference_steps=50, guidance_scale=4.0, negative_prompt=True,
+                           width=1328, height=1328, max_side=2048)
 
 SPEC = FamilySpec(
     name="qwen-image",
@@ -24,13 +32,10 @@ SPEC = FamilySpec(
     # Qwen-Image is not guidance-distilled: the API's guidance_scale is its true CFG scale,
     # which applies when a negative prompt is given.
     guidance_kwarg="true_cfg_scale",
-    parameters=ParameterSpec(num_inference_steps=50, guidance_scale=4.0, negative_prompt=True,
-                             width=1328, height=1328, max_side=2048),
+    parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 512},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=4.0,
-                                  negative_prompt=True, width=256, height=256, max_side=1024,
-                                  max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

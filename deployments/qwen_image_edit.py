@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -17,18 +22,18 @@ def build_tiny(path: str) -> None:
     QwenImageEditPipeline(**components).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=50, guidance_scale=4.0, negative_prompt=True)
+
 SPEC = FamilySpec(
     name="qwen-image-edit",
     display_name="Qwen-Image-Edit",
     pipelines={"edit": "QwenImageEditPipeline"},
     extra_classes=("QwenImageEditPlusPipeline",),
     guidance_kwarg="true_cfg_scale",
-    parameters=ParameterSpec(num_inference_steps=50, guidance_scale=4.0, negative_prompt=True),
+    parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 512},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=4.0,
-                                  negative_prompt=True, width=256, height=256, max_side=1024,
-                                  max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

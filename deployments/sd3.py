@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -34,18 +39,18 @@ def build_tiny(path: str) -> None:
     ).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=28, guidance_scale=3.5, negative_prompt=True)
+
 SPEC = FamilySpec(
     name="sd3",
     display_name="Stable Diffusion 3.5",
     pipelines={"text-to-image": "StableDiffusion3Pipeline",
                "image-to-image": "StableDiffusion3Img2ImgPipeline",
                "inpaint": "StableDiffusion3InpaintPipeline"},
-    parameters=ParameterSpec(num_inference_steps=28, guidance_scale=3.5, negative_prompt=True),
+    parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 256},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=3.5,
-                                  negative_prompt=True, width=256, height=256, max_side=1024,
-                                  max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -33,17 +38,17 @@ def build_tiny(path: str) -> None:
     ).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=30, guidance_scale=5.0, negative_prompt=True)
+
 SPEC = FamilySpec(
     name="sdxl",
     display_name="Stable Diffusion XL",
     pipelines={"text-to-image": "StableDiffusionXLPipeline",
                "image-to-image": "StableDiffusionXLImg2ImgPipeline",
                "inpaint": "StableDiffusionXLInpaintPipeline"},
-    parameters=ParameterSpec(num_inference_steps=30, guidance_scale=5.0, negative_prompt=True),
+    parameters=PARAMETERS,
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=5.0,
-                                  negative_prompt=True, width=256, height=256, max_side=1024,
-                                  max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from ray import serve
 
 from deployments import tiny
-from deployments.base import FamilyDeployment, FamilySpec, ParameterSpec
+from deployments.base import (
+    FamilyDeployment,
+    FamilySpec,
+    ParameterSpec,
+    tiny_parameters,
+)
 from deployments.registry import register
 
 
@@ -34,17 +39,18 @@ def build_tiny(path: str) -> None:
         text_encoder=text_encoder, tokenizer=tokenizer).save_pretrained(path)
 
 
+PARAMETERS = ParameterSpec(num_inference_steps=8, max_steps=50, guidance_scale=None,
+                           negative_prompt=False)
+
 SPEC = FamilySpec(
     name="z-image",
     display_name="Z-Image",
     pipelines={"text-to-image": "ZImagePipeline", "image-to-image": "ZImageImg2ImgPipeline"},
     # Turbo is distilled: 8 steps, no classifier-free guidance
-    parameters=ParameterSpec(num_inference_steps=8, max_steps=50, guidance_scale=None,
-                             negative_prompt=False),
+    parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 512},
     build_tiny=build_tiny,
-    tiny_parameters=ParameterSpec(num_inference_steps=4, guidance_scale=None, width=256,
-                                  height=256, max_side=1024, max_pixels=1024 * 1024),
+    tiny_parameters=tiny_parameters(PARAMETERS),
 )
 
 

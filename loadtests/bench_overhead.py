@@ -3,12 +3,12 @@
     python -m loadtests.bench_overhead --output loadtests/out/overhead [--repeats 20]
 
 Direct: the tiny FLUX checkpoint loaded with diffusers' own `FluxPipeline.from_pretrained` and
-called in this process. API: submit to /v1/images/generations, poll /v1/tasks/{id} every 20 ms,
-until completed (the image is then in the store, with a URL). Also reported: the server-side task
-time (created_at to completed_at, free of polling granularity) and the replica's own pipeline
-time, so the overhead splits into pipeline slowdown inside Serve and serving work around it. Without TESSERA_URL the script starts
-a local Tessera on a fresh Ray first. Reports p50/p99 of both, the overhead in ms and the ratio
-API/direct per image size.
+called in this process, while the server is up. API: submit to /v1/images/generations, poll
+/v1/tasks/{id} every 20 ms until completed (the image is then in the store, with a URL). Also
+reported: the server-side task time (created_at to completed_at, free of polling granularity)
+and the replica's own pipeline time, so the overhead splits into pipeline slowdown inside Serve
+and serving work around it. Without TESSERA_URL the script starts a local Tessera on a fresh Ray
+first. Reports p50/p99 of both, the overhead in ms and the ratio API/direct per image size.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ class AutoscalingSettings(_Strict):
 class DeploymentSettings(_Strict):
     """How one Serve deployment is placed and scaled."""
 
-    num_replicas: int | None = Field(None, ge=1, description="fixed replica count; None = autoscale")
+    num_replicas: int | None = Field(None, ge=1,
+                                     description="fixed replica count; None = autoscale")
     autoscaling: AutoscalingSettings = AutoscalingSettings()
     num_cpus: float = Field(0.1, ge=0)
     num_gpus: float = Field(0.0, ge=0)

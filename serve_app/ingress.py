@@ -21,6 +21,8 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from ray import serve
 
+from deployments.base import encode_image
+from serve_app import telemetry
 from serve_app.auth import ApiKeys
 from serve_app.catalog import CATALOG, price_per_image, requires_acceptance
 from serve_app.config import TesseraConfig
@@ -34,10 +36,10 @@ from serve_app.errors import (
     UnsupportedTaskError,
     install_error_handlers,
 )
-from serve_app.models import model_registry
-from deployments.base import encode_image
 from serve_app.inputs import decode_base64, decode_image, fetch_url
+from serve_app.models import model_registry
 from serve_app.protocol import (
+    UPLOAD_TYPES,
     EditRequest,
     GenerationRequest,
     ImportRequest,
@@ -48,7 +50,6 @@ from serve_app.protocol import (
     TaskList,
     TaskResult,
     TaskView,
-    UPLOAD_TYPES,
     UploadCreated,
     UploadInfo,
     UploadRequest,
@@ -59,7 +60,6 @@ from serve_app.protocol import (
 )
 from serve_app.storage import LocalDiskStore, content_type_for, make_store
 from serve_app.tasks import task_manager
-from serve_app import telemetry
 from serve_app.telemetry import (
     extract,
     inject,

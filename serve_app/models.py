@@ -59,8 +59,9 @@ class ModelRegistry:
                                         + "; ".join(v.errors), param="validation_id")
         if v.requires_license_acceptance and not accepted_license:
             raise LicenseNotAcceptedError(
-                f"{v.hf_model_id} is under the licence {v.license or 'unknown'!r}, which requires acceptance: "
-                "send accepted_license: true to accept it", param="accepted_license")
+                f"{v.hf_model_id} is under the licence {v.license or 'unknown'!r}, which "
+                "requires acceptance: send accepted_license: true to accept it",
+                param="accepted_license")
         model_id = f"tm_{model_slug(v.hf_model_id)}_{secrets.token_hex(4)}"
         info = ModelInfo(id=model_id, owned_by=tenant, name=name, hf_model_id=v.hf_model_id,
                          family=v.family, pipeline_tag=v.pipeline_tag, tasks=v.tasks,

@@ -264,7 +264,8 @@ def fit_size(width: int, height: int, spec: ParameterSpec, warnings: list[str]) 
 def scale_into(width: int, height: int, spec: ParameterSpec,
                warnings: list[str]) -> tuple[int, int]:
     """Shrink an input image's size, keeping its aspect ratio, until the model accepts it."""
-    factor = min(1.0, spec.max_side / max(width, height), (spec.max_pixels / (width * height)) ** 0.5)
+    factor = min(1.0, spec.max_side / max(width, height),
+                 (spec.max_pixels / (width * height)) ** 0.5)
     if factor < 1.0:
         # floor to the side multiple so rounding cannot push it back over the limit
         new = tuple(max(SIDE_MULTIPLE, int(side * factor) // SIDE_MULTIPLE * SIDE_MULTIPLE)

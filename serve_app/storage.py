@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import hmac
+import io
 import logging
 import os
 import re

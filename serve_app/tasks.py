@@ -25,7 +25,6 @@ from serve_app.errors import (
     TaskNotFoundError,
     TesseraError,
 )
-
 from serve_app.metrics import m
 from serve_app.telemetry import (
     extract,

@@ -220,7 +220,7 @@ def test_n_images_each_with_its_seed_and_random_seed(client_a, tiny_flux_a):
     assert task["result"]["usage"]["images"] == 2
     again = generate(client_a, tiny_flux_a, size="64x64", n=2, seed=seeds[0])
     assert [d["seed"] for d in again["result"]["data"]] == seeds
-    for first, second in zip(task["result"]["data"], again["result"]["data"]):
+    for first, second in zip(task["result"]["data"], again["result"]["data"], strict=True):
         assert download(first["url"]) == download(second["url"])
 
 

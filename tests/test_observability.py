@@ -47,7 +47,8 @@ def test_one_trace_per_task_from_request_to_storage(client_a, tiny_flux_a, trace
 
     want = {HTTP_SPAN, "tessera.queue", "tessera.dispatch", "tessera.generate"} | REPLICA_SPANS
     spans = spans_of(traces_path, trace_id, want)
-    http, dispatch, generate = spans[HTTP_SPAN], spans["tessera.dispatch"], spans["tessera.generate"]
+    http, dispatch = spans[HTTP_SPAN], spans["tessera.dispatch"]
+    generate = spans["tessera.generate"]
     by_id = {s["span_id"]: s for s in spans.values()} | all_spans(traces_path, trace_id)
 
     def ancestors(span):

@@ -175,8 +175,9 @@ def test_retention_removes_outputs_and_task_records(deploy, s3):
         task = generate(c, model, size="64x64")
         assert task["status"] == "completed"
         key = httpx.URL(task["result"]["data"][0]["url"]).path.split("/", 2)[2]
-        objects = lambda: [o.object_name for o in minio_client(s3).list_objects(
-            "tessera-test-retention", recursive=True)]
+        def objects():
+            return [o.object_name for o in minio_client(s3).list_objects(
+                "tessera-test-retention", recursive=True)]
         assert key in objects()
         deadline = time.time() + 30
         while time.time() < deadline:

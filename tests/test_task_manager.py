@@ -103,7 +103,8 @@ def test_completes_and_fails_with_reason(tmp_path):
         done = [await until_done(tm, f"t{i}") for i in (1, 2, 3)]
         assert done[0]["status"] == "completed"
         assert done[1]["error"] == {"code": "storage_unavailable", "message": "store down"}
-        assert done[2]["error"]["code"] == "generation_failed" and "boom" in done[2]["error"]["message"]
+        assert done[2]["error"]["code"] == "generation_failed"
+        assert "boom" in done[2]["error"]["message"]
     run(main())
 
 
