@@ -1,0 +1,181 @@
+"""The KubeRay RayService manifest, generated from the same config the local run uses.
+
+    python -m serve_app.kuberay cluster/tessera-cluster.yaml > cluster/ray-service.yaml
+
+`serveConfigV2` is written from a validated `TesseraConfig` (never copied by hand); the cluster
+settings (image, GPU worker groups, PVC, secrets) come from the `kuberay` section of the input
+file. MinIO and the OpenTelemetry collector reach the pods through environment variables, and
+the Hugging Face cache sits on a PVC so weights are downloaded once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_app.config import TesseraConfig
+
+RAY_VERSION = "2.60.0"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GpuGroup(_Strict):
+    name: str = "gpu"
+    gpus_per_pod: int = Field(1, ge=1)
+    cpus_per_pod: int = Field(8, ge=1)
+    memory_per_pod: str = "64Gi"
+    min_pods: int = Field(0, ge=0)
+    max_pods: int = Field(8, ge=1)
+    pods: int = Field(1, ge=0)
+    accelerator_label: str | None = Field(None, description="e.g. nvidia.com/gpu.product value")
+
+
+class ClusterSettings(_Strict):
+    name: str = Field("tessera", pattern=r"^[a-z]([-a-z0-9]{0,45}[a-z0-9])?$")
+    image: str = "registry.example.com/tessera:0.1.0"
+    head_cpus: int = 4
+    head_memory: str = "16Gi"
+    gpu_groups: list[GpuGroup] = [GpuGroup()]
+    hf_cache_pvc: str = "tessera-hf-cache"
+    hf_cache_size: str = "500Gi"
+    hf_cache_storage_class: str | None = None
+    minio_secret: str = "tessera-minio"
+    minio_endpoint: str = "tessera-minio:9000"
+    api_keys_secret: str = "tessera-api-keys"
+    otlp_endpoint: str = "http://tessera-otel-collector:4318"
+
+
+class ClusterFile(_Strict):
+    """cluster/tessera-cluster.yaml: the Tessera config plus where it runs."""
+
+    tessera: dict = {}
+    kuberay: ClusterSettings = ClusterSettings()
+
+
+def serve_config(config: TesseraConfig) -> dict:
+    """The Serve config (what `serve run` and serveConfigV2 read) for this Tessera config."""
+    args = config.model_dump(mode="json", exclude_defaults=True)
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": 8000},
+        "applications": [{
+            "name": "tessera", "route_prefix": "/",
+            "import_path": "serve_app.builder:build_app", "args": args,
+        }],
+    }
+
+
+def _env(s: ClusterSettings) -> list[dict]:
+    def secret(name, secret_name, key):
+        return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+
+    return [
+        {"name": "TESSERA_S3_ENDPOINT", "value": s.minio_endpoint},
+        secret("TESSERA_S3_ACCESS_KEY", s.minio_secret, "TESSERA_S3_ACCESS_KEY"),
+        secret("TESSERA_S3_SECRET_KEY", s.minio_secret, "TESSERA_S3_SECRET_KEY"),
+        secret("TESSERA_API_KEYS", s.api_keys_secret, "TESSERA_API_KEYS"),
+        {"name": "TESSERA_OTLP_ENDPOINT", "value": s.otlp_endpoint},
+        {"name": "TESSERA_DATA_DIR", "value": "/data/tessera"},
+        {"name": "HF_HOME", "value": "/data/hf"},
+    ]
+
+
+def _pod(s: ClusterSettings, container: str, cpus: int, memory: str, gpus: int) -> dict:
+    limits = {"cpu": str(cpus), "memory": memory}
+    if gpus:
+        limits["nvidia.com/gpu"] = str(gpus)
+    spec: dict = {
+        "containers": [{
+            "name": container, "image": s.image, "env": _env(s),
+            "resources": {"limits": limits, "requests": dict(limits)},
+            "volumeMounts": [{"name": "hf-cache", "mountPath": "/data/hf"},
+                             {"name": "ray-logs", "mountPath": "/tmp/ray"}],
+        }],
+        "volumes": [{"name": "hf-cache",
+                     "persistentVolumeClaim": {"claimName": s.hf_cache_pvc}},
+                    {"name": "ray-logs", "emptyDir": {}}],
+    }
+    if gpus:
+        spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                "effect": "NoSchedule"}]
+    return {"spec": spec}
+
+
+def ray_service(config: TesseraConfig, s: ClusterSettings) -> dict:
+    head = _pod(s, "ray-head", s.head_cpus, s.head_memory, 0)
+    head["spec"]["containers"][0]["ports"] = [
+        {"containerPort": 6379, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
+        {"containerPort": 8000, "name": "serve"}, {"containerPort": 8080, "name": "metrics"}]
+    workers = []
+    for g in s.gpu_groups:
+        pod = _pod(s, "ray-worker", g.cpus_per_pod, g.memory_per_pod, g.gpus_per_pod)
+        if g.accelerator_label:
+            pod["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": g.accelerator_label}
+        workers.append({
+            "groupName": g.name, "replicas": g.pods, "minReplicas": g.min_pods,
+            "maxReplicas": g.max_pods, "rayStartParams": {}, "template": pod})
+    return {
+        "apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": s.name},
+        "spec": {
+            "serveConfigV2": yaml.safe_dump(serve_config(config), sort_keys=False),
+            "rayClusterConfig": {
+                "rayVersion": RAY_VERSION,
+                # KubeRay adds worker pods only when the in-tree autoscaler is on
+                "enableInTreeAutoscaling": True,
+                "autoscalerOptions": {"idleTimeoutSeconds": 300, "upscalingMode": "Default"},
+                # the head runs the ingress and the actors, never a model
+                "headGroupSpec": {"rayStartParams": {"num-gpus": "0",
+                                                     "dashboard-host": "0.0.0.0"},
+                                  "template": head},
+                "workerGroupSpecs": workers,
+            },
+        },
+    }
+
+
+def hf_cache_pvc(s: ClusterSettings) -> dict:
+    spec = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage":
+                                                                         s.hf_cache_size}}}
+    if s.hf_cache_storage_class:
+        spec["storageClassName"] = s.hf_cache_storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": s.hf_cache_pvc}, "spec": spec}
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _str(dumper, value: str):
+    # multi-line strings (serveConfigV2) as readable literal blocks
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def render(cluster_file: dict) -> str:
+    parsed = ClusterFile.model_validate(cluster_file)
+    # the cluster's config is validated like any other (env does not leak in: secrets stay out)
+    config = TesseraConfig.model_validate(parsed.tessera)
+    docs = [hf_cache_pvc(parsed.kuberay), ray_service(config, parsed.kuberay)]
+    header = ("# Generated by `python -m serve_app.kuberay cluster/tessera-cluster.yaml`; "
+              "edit that file, not this one.\n")
+    return header + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    with open(argv[0] if argv else "cluster/tessera-cluster.yaml") as f:
+        sys.stdout.write(render(yaml.safe_load(f) or {}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
