@@ -21,6 +21,7 @@ serve: install
 
 test: install
 	$(BIN)/python -m pytest -q -m "not cluster" tests
+	$(BIN)/python -m pytest -q -m cluster tests
 
 test-all: install
 	$(BIN)/python -m pytest -q tests

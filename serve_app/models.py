@@ -100,6 +100,8 @@ ModelRegistryActor = ray.remote(num_cpus=0)(ModelRegistry)
 
 
 def model_registry(instance: str, data_dir: str):
+    from serve_app.tasks import ON_HEAD
+
     return ModelRegistryActor.options(
         name=f"{instance}-models", namespace=NAMESPACE, lifetime="detached",
-        get_if_exists=True).remote(str(Path(data_dir) / "models.json"))
+        get_if_exists=True, resources=ON_HEAD).remote(str(Path(data_dir) / "models.json"))

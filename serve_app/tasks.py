@@ -433,7 +433,13 @@ def _dispatch_slots(settings: dict) -> int:
 TaskManagerActor = ray.remote(num_cpus=0, max_concurrency=10_000)(TaskManager)
 
 
+# State actors live on the head node: GPU workers come and go with the autoscaler, and the
+# single writer of task state must not go with them.
+ON_HEAD = {"node:__internal_head__": 0.001}
+
+
 def task_manager(instance: str):
     """The instance's one task actor, created by whoever asks first."""
     return TaskManagerActor.options(name=f"{instance}-tasks", namespace=NAMESPACE,
-                                    lifetime="detached", get_if_exists=True).remote()
+                                    lifetime="detached", get_if_exists=True,
+                                    resources=ON_HEAD).remote()

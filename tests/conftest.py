@@ -12,6 +12,9 @@ import socket
 import time
 from pathlib import Path
 
+# Read by Ray at import time: keeps multi-node test clusters on 127.0.0.1 (the cluster tests).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import httpx
 import pytest
 

@@ -1,0 +1,94 @@
+"""A multi-node cluster on 127.0.0.1: a head without GPUs and a worker with a fake GPU.
+
+Run apart from the rest (`make test` runs them in their own pytest process): they start their
+own Ray cluster instead of the session's single node.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+KEY = "cluster-key"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    os.environ["TESSERA_API_KEYS"] = f"{KEY}=tenant-c"
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    from serve_app.local_cluster import LocalCluster, gpu_family_args
+
+    c = LocalCluster(gpu_nodes=1)
+    c.url = c.serve({**gpu_family_args(max_replicas=1), "limits": {"task_deadline_s": 300}})
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with httpx.Client(base_url=cluster.url, headers={"Authorization": f"Bearer {KEY}"},
+                      timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def model(client):
+    v = client.post("/v1/my-models/validate-hf", json={"hf_model_id": "tessera/tiny-flux"})
+    r = client.post("/v1/my-models/import-hf", json={"validation_id": v.json()["validation_id"]})
+    return r.json()["id"]
+
+
+def wait(client, task_id, timeout=240):
+    end = time.time() + timeout
+    while time.time() < end:
+        task = client.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in ("completed", "failed"):
+            return task
+        time.sleep(0.5)
+    raise AssertionError(f"{task_id} still {task['status']}")
+
+
+def replica_nodes() -> dict[str, set[str]]:
+    import ray
+
+    out: dict[str, set[str]] = {}
+    for actor in ray._private.state.actors().values():
+        if actor["State"] == "ALIVE":
+            out.setdefault(actor["ActorClassName"], set()).add(actor["Address"]["NodeID"])
+    return out
+
+
+def test_family_replicas_run_only_on_gpu_nodes(cluster, client, model):
+    r = client.post("/v1/images/generations", json={"model": model, "prompt": "p",
+                                                    "size": "64x64"})
+    assert wait(client, r.json()["task_id"])["status"] == "completed"
+    nodes = replica_nodes()
+    gpu = {n.node_id for n in cluster.gpu_nodes}
+    head = cluster.cluster.head_node.node_id
+    assert nodes["ServeReplica:tessera:family-flux"] <= gpu
+    assert nodes["ServeReplica:tessera:ingress"] == {head}
+    assert nodes["TaskManager"] == {head} and nodes["ModelRegistry"] == {head}
+
+
+def test_node_loss_then_return_loses_no_task(cluster, client, model):
+    ids = [client.post("/v1/images/generations", json={
+        "model": model, "prompt": f"p{i}", "size": "256x256", "num_inference_steps": 20,
+    }).json()["task_id"] for i in range(4)]
+    time.sleep(1.0)  # the first is running on the GPU node now
+    cluster.remove_gpu_node(cluster.gpu_nodes[0])
+    # the API keeps answering while the family has nowhere to run
+    assert client.get("/healthz").status_code == 200
+    statuses = {client.get(f"/v1/tasks/{t}").json()["status"] for t in ids}
+    assert statuses <= {"queued", "in_progress", "completed"}
+    time.sleep(3)
+    cluster.add_gpu_node()
+    tasks = [wait(client, t) for t in ids]
+    assert [t["status"] for t in tasks] == ["completed"] * 4, [t.get("error") for t in tasks]
+    nodes = replica_nodes()
+    assert nodes.get("ServeReplica:tessera:family-flux", set()) <= {
+        n.node_id for n in cluster.gpu_nodes}, nodes
