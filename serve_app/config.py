@@ -26,6 +26,7 @@ class AutoscalingSettings(_Strict):
     upscale_delay_s: float = Field(5.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
     downscale_to_zero_delay_s: float | None = None
+    look_back_period_s: float = Field(30.0, gt=0, description="window the load is averaged over")
 
 
 class DeploymentSettings(_Strict):

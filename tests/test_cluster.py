@@ -23,8 +23,8 @@ def cluster():
     os.environ["HF_HUB_OFFLINE"] = "1"
     from serve_app.local_cluster import LocalCluster, gpu_family_args
 
-    c = LocalCluster(gpu_nodes=1)
-    c.url = c.serve({**gpu_family_args(max_replicas=1), "limits": {"task_deadline_s": 300}})
+    c = LocalCluster(gpu_nodes=2)
+    c.url = c.serve({**gpu_family_args(max_replicas=2), "limits": {"task_deadline_s": 300}})
     yield c
     c.shutdown()
 
@@ -75,12 +75,46 @@ def test_family_replicas_run_only_on_gpu_nodes(cluster, client, model):
     assert nodes["TaskManager"] == {head} and nodes["ModelRegistry"] == {head}
 
 
+def flux_replicas(cluster) -> list[str]:
+    return [node for node in replica_nodes_list("ServeReplica:tessera:family-flux")]
+
+
+def replica_nodes_list(class_name: str) -> list[str]:
+    import ray
+
+    return [a["Address"]["NodeID"] for a in ray._private.state.actors().values()
+            if a["State"] == "ALIVE" and a["ActorClassName"] == class_name]
+
+
+def test_replicas_scale_up_under_load_and_back_down(cluster, client, model):
+    assert len(flux_replicas(cluster)) == 1
+    # enough work to outlast Serve's metric reporting (a few seconds) several times over
+    ids = [client.post("/v1/images/generations", json={
+        "model": model, "prompt": f"load {i}", "size": "512x512", "num_inference_steps": 50,
+    }).json()["task_id"] for i in range(24)]
+    started, most = time.time(), []
+    while time.time() - started < 120 and len(most) < 2:
+        most = flux_replicas(cluster)
+        time.sleep(0.5)
+    scaled_up_s = time.time() - started
+    assert len(most) == 2, most
+    assert set(most) == {n.node_id for n in cluster.gpu_nodes}  # one per GPU node
+    assert all(wait(client, t)["status"] == "completed" for t in ids)
+    idle, now = time.time(), flux_replicas(cluster)
+    while time.time() - idle < 120 and len(now) > 1:
+        now = flux_replicas(cluster)
+        time.sleep(0.5)
+    assert len(now) == 1, now
+    print(f"scaled up in {scaled_up_s:.1f}s, down {time.time() - idle:.1f}s after idle")
+
+
 def test_node_loss_then_return_loses_no_task(cluster, client, model):
     ids = [client.post("/v1/images/generations", json={
         "model": model, "prompt": f"p{i}", "size": "256x256", "num_inference_steps": 20,
     }).json()["task_id"] for i in range(4)]
-    time.sleep(1.0)  # the first is running on the GPU node now
-    cluster.remove_gpu_node(cluster.gpu_nodes[0])
+    time.sleep(1.0)  # the first is running on a GPU node now
+    for node in list(cluster.gpu_nodes):  # every GPU node goes: the family has nowhere to run
+        cluster.remove_gpu_node(node)
     # the API keeps answering while the family has nowhere to run
     assert client.get("/healthz").status_code == 200
     statuses = {client.get(f"/v1/tasks/{t}").json()["status"] for t in ids}
