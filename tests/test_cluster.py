@@ -70,9 +70,9 @@ def test_family_replicas_run_only_on_gpu_nodes(cluster, client, model):
     nodes = replica_nodes()
     gpu = {n.node_id for n in cluster.gpu_nodes}
     head = cluster.cluster.head_node.node_id
-    assert nodes["ServeReplica:tessera:family-flux"] <= gpu
-    assert nodes["ServeReplica:tessera:ingress"] == {head}
-    assert nodes["TaskManager"] == {head} and nodes["ModelRegistry"] == {head}
+    assert nodes["ServeReplica:tessera:family-flux"] <= gpu, nodes
+    # the ingress may run anywhere; the single writers of state stay on the head
+    assert nodes["TaskManager"] == {head} and nodes["ModelRegistry"] == {head}, nodes
 
 
 def flux_replicas(cluster) -> list[str]:
