@@ -78,11 +78,6 @@ class GenerateParams(BaseModel):
     created_at: float = 0.0
     trace_context: dict[str, str] = {}  # W3C carrier: this task's trace continues here
 
-    def batch_key(self) -> tuple:
-        """Requests with equal keys can share one pipeline call."""
-        return (self.task, self.width, self.height, self.num_inference_steps, self.guidance_scale,
-                self.strength, self.output_format)
-
 
 @dataclass(frozen=True)
 class FamilySpec:
@@ -108,6 +103,10 @@ class FamilySpec:
     @property
     def tasks(self) -> list[str]:
         return list(self.pipelines)
+
+    @property
+    def pipeline_tag(self) -> str:
+        return "text-to-image" if "text-to-image" in self.pipelines else "image-to-image"
 
     @property
     def pipeline_classes(self) -> tuple[str, ...]:

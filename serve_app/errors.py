@@ -148,9 +148,5 @@ def install_error_handlers(app) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception):
-        # A Ray wrapper around one of ours still means a client error, not a 500.
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, TesseraError):
-            return await _tessera(_, cause)
         logger.exception("unhandled error")
         return JSONResponse(body("internal_error", "internal server error", None), status_code=500)

@@ -197,7 +197,7 @@ class Ingress:
             spec = FAMILIES[entry.family]
             out.append(ModelInfo(
                 id=entry.id, owned_by="tessera", hf_model_id=entry.id, family=entry.family,
-                pipeline_tag="text-to-image" if "text-to-image" in spec.tasks else "image-to-image",
+                pipeline_tag=spec.pipeline_tag,
                 tasks=spec.tasks, license=entry.license or "see model card",
                 requires_license_acceptance=requires_acceptance(entry.license),
                 pricing=Pricing(per_image=price_per_image(entry.id, entry.family,

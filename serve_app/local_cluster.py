@@ -70,7 +70,7 @@ class LocalCluster:
 
 
 def gpu_family_args(max_replicas: int = 2) -> dict:
-    """FLUX on one GPU per replica, reacting within seconds (a demo's settings, not production's)."""
+    """FLUX on one GPU per replica, reacting within seconds (demo settings, not production's)."""
     return {"families": {"flux": {"num_gpus": 1, "num_cpus": 0.5, "autoscaling": {
         "min_replicas": 1, "max_replicas": max_replicas, "target_ongoing_requests": 1,
         "upscale_delay_s": 1, "downscale_delay_s": 3, "look_back_period_s": 2}}}}

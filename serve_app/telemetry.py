@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import threading
-import time
 from typing import Any
 
 from opentelemetry import trace
@@ -131,10 +130,6 @@ def extract(carrier: dict[str, str] | None):
 def task_attributes(task_id: str, tenant: str, model: str, family: str, **more) -> dict:
     return {"tessera.task_id": task_id, "tessera.tenant": tenant, "tessera.model": model,
             "tessera.family": family, **more}
-
-
-def now_ns() -> int:
-    return time.time_ns()
 
 
 # ---------------------------------------------------------------- logs

@@ -263,46 +263,50 @@ def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
                               f"{where}; checkpoint root {located.root})")
     if entry is None:
         out.warnings.append("not in the built-in catalog: the family's default parameters apply")
-    out.license = ((entry.license if entry else None)
-                   or _read_license(located.root, model_id, located.hub))
-    if out.license is None:
+    licence = ((entry.license if entry else None)
+               or _read_license(located.root, model_id, located.hub))
+    if licence is None:
         out.warnings.append("no licence found in the model card; import requires accepting it")
-    out.requires_license_acceptance = requires_acceptance(out.license)
-    out.tasks = spec.tasks
-    out.pipeline_tag = "text-to-image" if "text-to-image" in spec.tasks else "image-to-image"
-    out.pricing = Pricing(per_image=price_per_image(model_id, spec.name, config.pricing),
-                          currency=config.pricing.currency)
-    out.parameters = entry.parameters if entry and entry.parameters else spec.parameters
+    out.tasks, out.pipeline_tag = spec.tasks, spec.pipeline_tag
+    _set_terms(out, model_id, spec.name, licence,
+               (entry.parameters if entry else None) or spec.parameters, config)
     out.source = located.source
     out.supported = not out.errors
     return out
+
+
+def _set_terms(out: ValidateResponse, model_id: str, family: str, licence: str | None,
+               parameters, config) -> None:
+    """Licence, price and parameter bounds: what an import agrees to."""
+    out.license = licence
+    out.requires_license_acceptance = requires_acceptance(licence)
+    out.pricing = Pricing(per_image=price_per_image(model_id, family, config.pricing),
+                          currency=config.pricing.currency)
+    out.parameters = parameters
 
 
 def _validate_finetune(model_id: str, entry, config, validation_id: str) -> ValidateResponse:
     """A transformer fine-tune: the base pipeline must validate, and its weights be reachable."""
     out = validate(entry.base_model, config, validation_id)
     out.hf_model_id = model_id
-    finetune = locate(model_id, config.data_dir)
-    weights = None
-    if finetune.root is not None or Path(model_id).is_dir():
-        weights = (finetune.root or Path(model_id)) / TRANSFORMER_FILE
-    elif finetune.hub:
-        from huggingface_hub import try_to_load_from_cache
+    # A fine-tune repo holds transformer weights only, no model_index.json: look for the file.
+    if Path(model_id).is_dir():
+        weights, where = Path(model_id) / TRANSFORMER_FILE, f"local directory {model_id}"
+    else:
+        from huggingface_hub import constants, try_to_load_from_cache
 
         cached = try_to_load_from_cache(model_id, TRANSFORMER_FILE)
         weights = Path(cached) if isinstance(cached, str) else None
+        where = f"Hugging Face cache {constants.HF_HUB_CACHE}"
     if weights is None or not weights.exists():
-        if finetune.hub and not hub_offline():
+        if not Path(model_id).is_dir() and not hub_offline():
             out.warnings.append(f"{model_id}/{TRANSFORMER_FILE} is not cached; it will be "
                                 "downloaded on first use")
         else:
             out.errors.append(f"{model_id}: transformer weights {TRANSFORMER_FILE} not found "
-                              f"(looked in: {', '.join(finetune.looked)})")
-    out.license = entry.license
-    out.requires_license_acceptance = requires_acceptance(entry.license)
-    out.pricing = Pricing(per_image=price_per_image(model_id, entry.family, config.pricing),
-                          currency=config.pricing.currency)
-    out.parameters = entry.parameters or out.parameters
+                              f"(looked in: {where})")
+    _set_terms(out, model_id, entry.family, entry.license, entry.parameters or out.parameters,
+               config)
     out.warnings = [w for w in out.warnings if "not in the built-in catalog" not in w]
     out.warnings.append(f"runs {model_id}'s transformer on the {entry.base_model} pipeline")
     out.supported = not out.errors and out.family is not None
