@@ -5,6 +5,11 @@ deployment class deriving from `FamilyDeployment`. All families expose the same
 `generate(GenerateParams) -> dict` and differ only in `SPEC` and, where needed, `load_pipeline`.
 Nothing here branches on a family's name.
 
+Concurrent `generate` calls meet in Serve's batch queue (`@serve.batch`, sized per family);
+compatible tasks (same model, task, size, steps, guidance) share one pipeline call, each keeping
+its own seeds, and the pipeline runs batch-invariant (`deployments.invariance`) so an image has
+the same bytes alone or in a batch.
+
 torch and diffusers are imported inside methods: the ingress imports this module for the specs
 and should not pay for (or need) torch.
 """
@@ -12,6 +17,7 @@ and should not pay for (or need) torch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
@@ -21,6 +27,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from deployments.invariance import make_batch_invariant
 from serve_app.metrics import m
 from serve_app.telemetry import extract, setup_logging, setup_tracing, task_attributes, tracer
 
@@ -96,6 +103,9 @@ class FamilySpec:
     multi_image: bool = False
     # pipelines that take one prompt and make n images with num_images_per_prompt
     single_prompt: bool = False
+    # text encoders that pad a batch to its longest prompt: another prompt in the batch would
+    # change the sequence length and so the bits, so only the same prompt shares a call
+    batch_by_prompt: bool = False
     # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained
     build_tiny: Callable[[str], None] | None = None
     tiny_parameters: ParameterSpec | None = None
@@ -155,6 +165,41 @@ def output_key(tenant: str, task_id: str, created_at: float, index: int, fmt: st
     return f"{tenant}/{day}/{task_id}/{index}.{ext}"
 
 
+@dataclass
+class Job:
+    """One task inside a batch: its parameters, its trace, its input images."""
+
+    params: GenerateParams
+    context: Any  # OpenTelemetry context of the task's tessera.generate span
+    images: list = field(default_factory=list)
+    mask: Any = None
+
+
+@dataclass
+class Failure:
+    """A batch member's error, handed back as a value so it fails that task alone."""
+
+    error: BaseException
+
+
+@contextlib.contextmanager
+def spans(name: str, jobs: list[Job], attributes: dict):
+    """One span per task for work its batch shares: each task's trace stays whole."""
+    with contextlib.ExitStack() as stack:
+        for job in jobs:
+            stack.enter_context(tracer().start_as_current_span(
+                name, context=job.context, attributes=attributes))
+        yield
+
+
+def replica_placement() -> dict[str, str]:
+    """Which replica and Ray node run this family: where a task ran, in its trace."""
+    import ray
+
+    return {"tessera.replica": serve.get_replica_context().replica_id.unique_id,
+            "tessera.node": ray.get_runtime_context().get_node_id()}
+
+
 class FamilyDeployment:
     """Base of every family's Serve deployment."""
 
@@ -177,9 +222,17 @@ class FamilyDeployment:
             torch.set_num_threads(settings.torch_threads)
         self.store = make_store(self.config)
         self.tasks = task_manager(self.config.instance)
+        self.placement = replica_placement()
         # One pipeline call at a time per replica: concurrent calls only fight over the device.
         self._run_lock = asyncio.Lock()
         self._pipes: dict[tuple[str, str], Any] = {}
+        self.max_batch_images = settings.max_batch_size
+        # Invariant execution costs some speed; without batching nothing needs it.
+        self.batch_invariant = settings.max_batch_size > 1
+        # Per instance so the configured size and wait apply (the decorator's are fixed).
+        self._generate_batch = serve.batch(
+            max_batch_size=settings.max_batch_size,
+            batch_wait_timeout_s=settings.batch_wait_timeout_s)(self._run_batch)
 
         async def _load(model_source: str):
             return await self.load_model(model_source)
@@ -212,6 +265,8 @@ class FamilyDeployment:
             pipe.transformer.load_state_dict(load_file(transformer_weights), strict=True)
         pipe = pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
+        if self.batch_invariant:
+            make_batch_invariant(pipe)
         logger.info("loaded %s (%s) in %.2fs", source, type(pipe).__name__,
                     time.perf_counter() - started)
         return pipe
@@ -228,95 +283,164 @@ class FamilyDeployment:
             self._pipes[key] = getattr(diffusers, wanted).from_pipe(base)
         return self._pipes[key]
 
-    def call_kwargs(self, pipe, params: GenerateParams, images: list, mask) -> dict:
-        """The pipeline call, keeping only the keywords this pipeline's __call__ takes."""
+    def batch_key(self, params: GenerateParams) -> tuple:
+        """Tasks with equal keys can share one pipeline call."""
+        key: tuple = (params.task, params.width, params.height, params.num_inference_steps,
+                      params.guidance_scale, params.strength, params.negative_prompt is not None,
+                      params.mask_key is not None)
+        if params.image_keys and (params.task == "edit" or self.SPEC.multi_image):
+            # these pipelines take one (set of) input image(s) for the whole call
+            key += (params.task_id,)
+        if self.SPEC.single_prompt or self.SPEC.batch_by_prompt:
+            key += (params.prompt, params.negative_prompt)
+        return key
+
+    def batch_groups(self, jobs: list[Job]) -> list[list[Job]]:
+        """Jobs grouped by key, each group at most max_batch_size images (a bigger task alone)."""
+        groups: dict[tuple, list[list[Job]]] = {}
+        for job in jobs:
+            chunks = groups.setdefault(self.batch_key(job.params), [[]])
+            size = sum(len(j.params.seeds) for j in chunks[-1])
+            if chunks[-1] and size + len(job.params.seeds) > self.max_batch_images:
+                chunks.append([])
+            chunks[-1].append(job)
+        return [chunk for chunks in groups.values() for chunk in chunks]
+
+    def call_kwargs(self, pipe, group: list[Job]) -> dict:
+        """One pipeline call for a group of compatible jobs, keeping only the keywords this
+        pipeline's __call__ takes. Everything per image is listed image by image."""
         import inspect
 
         import torch
 
-        n = len(params.seeds)
+        first = group[0].params
+
+        def per_image(value: Callable[[Job], Any]) -> list:
+            return [value(job) for job in group for _ in job.params.seeds]
+
+        seeds = [seed for job in group for seed in job.params.seeds]
         # constants, or functions of the request (e.g. a target area derived from its size)
-        kwargs: dict[str, Any] = {k: v(params) if callable(v) else v
+        kwargs: dict[str, Any] = {k: v(first) if callable(v) else v
                                   for k, v in self.SPEC.call_kwargs.items()}
         kwargs.update(
-            prompt=[params.prompt] * n,
-            width=params.width,
-            height=params.height,
-            num_inference_steps=params.num_inference_steps,
+            prompt=per_image(lambda j: j.params.prompt),
+            width=first.width,
+            height=first.height,
+            num_inference_steps=first.num_inference_steps,
             # One generator per image: an image's bytes depend on its seed alone.
-            generator=[torch.Generator("cpu").manual_seed(s) for s in params.seeds],
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
             output_type="pil",
         )
-        if params.guidance_scale is not None and self.SPEC.guidance_kwarg:
-            kwargs[self.SPEC.guidance_kwarg] = params.guidance_scale
-        if params.negative_prompt:
-            kwargs["negative_prompt"] = [params.negative_prompt] * n
+        if first.guidance_scale is not None and self.SPEC.guidance_kwarg:
+            kwargs[self.SPEC.guidance_kwarg] = first.guidance_scale
+        if first.negative_prompt:
+            kwargs["negative_prompt"] = per_image(lambda j: j.params.negative_prompt)
         if self.SPEC.single_prompt:
-            kwargs.update(prompt=params.prompt, num_images_per_prompt=n)
-            if params.negative_prompt:
-                kwargs["negative_prompt"] = params.negative_prompt
-        if images and params.task in ("image-to-image", "inpaint"):
+            kwargs.update(prompt=first.prompt, num_images_per_prompt=len(seeds))
+            if first.negative_prompt:
+                kwargs["negative_prompt"] = first.negative_prompt
+        inputs = group[0].images
+        if inputs and first.task in ("image-to-image", "inpaint"):
             # one input per output: some pipelines take a lone image for a batch of n badly
-            kwargs["image"] = [images[0]] * n
-        elif images:
-            kwargs["image"] = images if self.SPEC.multi_image else images[0]
-        if mask is not None:
-            kwargs["mask_image"] = [mask] * n
-        if params.strength is not None:
-            kwargs["strength"] = params.strength
+            kwargs["image"] = per_image(lambda j: j.images[0])
+        elif inputs:
+            kwargs["image"] = inputs if self.SPEC.multi_image else inputs[0]
+        if group[0].mask is not None:
+            kwargs["mask_image"] = per_image(lambda j: j.mask)
+        if first.strength is not None:
+            kwargs["strength"] = first.strength
         accepted = inspect.signature(pipe.__call__).parameters
         return {k: v for k, v in kwargs.items() if k in accepted}
 
-    async def load_inputs(self, params: GenerateParams) -> tuple[list, Any]:
+    async def load_inputs(self, job: Job) -> None:
         from PIL import Image
 
         async def load(key: str, mode: str):
             data = await self.store.get_async(key)
             return Image.open(io.BytesIO(data)).convert(mode)
 
-        images = [await load(k, "RGB") for k in params.image_keys]
-        mask = await load(params.mask_key, "L") if params.mask_key else None
-        return images, mask
+        job.images = [await load(k, "RGB") for k in job.params.image_keys]
+        job.mask = await load(job.params.mask_key, "L") if job.params.mask_key else None
 
     async def generate(self, params: GenerateParams | dict) -> dict:
+        from opentelemetry import context as otel_context
+
         params = GenerateParams.model_validate(params)
         attrs = task_attributes(params.task_id, params.tenant, params.model_id, self.SPEC.name,
                                 **{"tessera.batch_size": len(params.seeds),
-                                   "tessera.task_kind": params.task})
+                                   "tessera.task_kind": params.task, **self.placement})
         with tracer().start_as_current_span("tessera.generate", context=extract(
                 params.trace_context), attributes=attrs):
-            return await self._generate(params)
+            # Concurrent calls meet in Serve's batch queue; each gets its own outcome back.
+            outcome = await self._generate_batch(params, otel_context.get_current())
+            if isinstance(outcome, Failure):
+                raise outcome.error
+            return outcome
 
-    async def _generate(self, params: GenerateParams) -> dict:
-        family = {"family": self.SPEC.name}
+    async def _run_batch(self, params: list[GenerateParams], contexts: list) -> list:
+        """One Serve batch (all for the same model): load it, then one pipeline call per group
+        of compatible tasks. A failure fails only the tasks it touched."""
+        jobs = [Job(p, c) for p, c in zip(params, contexts, strict=True)]
+        outcomes: dict[int, Any] = {}
         source = serve.get_multiplexed_model_id()
         t0 = time.perf_counter()
-        with tracer().start_as_current_span("model.load", attributes={"tessera.source": source}):
-            base = await self.get_model(source)
-            inputs = await self.load_inputs(params)
+        with spans("model.load", jobs, {"tessera.source": source}):
+            try:
+                base = await self.get_model(source)
+            except Exception as exc:
+                return [Failure(exc)] * len(jobs)
+            for job in jobs:
+                try:
+                    await self.load_inputs(job)
+                except Exception as exc:
+                    outcomes[id(job)] = Failure(exc)
         load_ms = (time.perf_counter() - t0) * 1000
+        for group in self.batch_groups([j for j in jobs if id(j) not in outcomes]):
+            try:
+                results = await self._run_group(base, group, load_ms)
+            except Exception as exc:
+                results = [Failure(exc)] * len(group)
+            outcomes.update(zip(map(id, group), results, strict=True))
+        return [outcomes[id(job)] for job in jobs]
+
+    async def _run_group(self, base, group: list[Job], load_ms: float) -> list:
+        family = {"family": self.SPEC.name}
+        first = group[0].params
+        images_in_call = sum(len(j.params.seeds) for j in group)
         async with self._run_lock:
-            self.tasks.mark_started.remote(params.task_id)
+            for job in group:
+                self.tasks.mark_started.remote(job.params.task_id)
             t1 = time.perf_counter()
-            with tracer().start_as_current_span("pipeline.denoise", attributes={
-                    "tessera.batch_size": len(params.seeds),
-                    "tessera.steps": params.num_inference_steps,
-                    "tessera.size": f"{params.width}x{params.height}"}):
+            with spans("pipeline.denoise", group, {
+                    "tessera.batch_size": images_in_call,
+                    "tessera.batch_tasks": len(group),
+                    "tessera.steps": first.num_inference_steps,
+                    "tessera.size": f"{first.width}x{first.height}"}):
                 # Denoising is CPU/GPU bound: keep it off the replica's event loop.
-                images = await asyncio.to_thread(self._run_pipeline, base, params, *inputs)
+                images = await asyncio.to_thread(self._run_pipeline, base, group)
             inference_ms = (time.perf_counter() - t1) * 1000
         m().generation.observe(inference_ms / 1000, tags=family)
-        m().batch_size.observe(len(images), tags=family)
+        m().batch_size.observe(images_in_call, tags=family)
+        per_job, offset = [], 0
+        for job in group:
+            per_job.append(images[offset:offset + len(job.params.seeds)])
+            offset += len(job.params.seeds)
+        timings = {"load": round(load_ms, 2), "inference": round(inference_ms, 2)}
+        results = await asyncio.gather(*(self._store_outputs(job, imgs, timings)
+                                         for job, imgs in zip(group, per_job, strict=True)),
+                                       return_exceptions=True)
+        return [Failure(r) if isinstance(r, BaseException) else r for r in results]
+
+    async def _store_outputs(self, job: Job, images: list, timings: dict) -> dict:
+        params = job.params
         t2 = time.perf_counter()
-        with tracer().start_as_current_span("image.encode",
-                                            attributes={"tessera.format": params.output_format}):
+        with spans("image.encode", [job], {"tessera.format": params.output_format}):
             encoded = await asyncio.to_thread(
                 lambda: [encode_image(im, params.output_format) for im in images])
         encode_ms = (time.perf_counter() - t2) * 1000
         t3 = time.perf_counter()
         outputs = []
-        with tracer().start_as_current_span("storage.write",
-                                            attributes={"tessera.objects": len(encoded)}):
+        with spans("storage.write", [job], {"tessera.objects": len(encoded)}):
             for index, (data, seed) in enumerate(zip(encoded, params.seeds, strict=True)):
                 key = output_key(params.tenant, params.task_id, params.created_at, index,
                                  params.output_format)
@@ -331,16 +455,16 @@ class FamilyDeployment:
             "images": outputs,
             "width": width,
             "height": height,
-            "timings_ms": {"load": round(load_ms, 2), "inference": round(inference_ms, 2),
-                           "encode": round(encode_ms, 2), "storage": round(storage_ms, 2)},
+            "timings_ms": {**timings, "encode": round(encode_ms, 2),
+                           "storage": round(storage_ms, 2)},
         }
 
-    def _run_pipeline(self, base, params: GenerateParams, images: list, mask):
+    def _run_pipeline(self, base, group: list[Job]):
         import torch
 
-        pipe = self.pipeline_for(base, params.task)
+        pipe = self.pipeline_for(base, group[0].params.task)
         with torch.inference_mode():
-            return pipe(**self.call_kwargs(pipe, params, images, mask)).images
+            return pipe(**self.call_kwargs(pipe, group)).images
 
     async def check_health(self):
         return None

@@ -55,14 +55,22 @@ class DeploymentSettings(_Strict):
 class FamilySettings(DeploymentSettings):
     enabled: bool = True
     max_models_per_replica: int = Field(2, ge=1)
-    max_batch_size: int = Field(4, ge=1)
-    batch_wait_timeout_s: float = Field(0.05, ge=0)
+    max_batch_size: int = Field(
+        4, ge=1, description="most tasks Serve gathers into one batch, and most images in one "
+        "pipeline call (a task asking for more runs alone); 1 turns batching off. A replica "
+        "holds at most max_ongoing_requests tasks, so batches are no bigger than that")
+    batch_wait_timeout_s: float = Field(
+        0.05, ge=0, description="how long a batch waits for more tasks after its first")
     max_queued: int = Field(1000, ge=1, description="queued tasks per family before 429")
     torch_threads: int | None = Field(
         None, ge=1, description="CPU execution: intra-op threads; default: as Ray sets them "
                                 "(OMP_NUM_THREADS from the replica's num_cpus)")
     dispatch_concurrency: int | None = Field(
         None, ge=1, description="tasks sent to the deployment at once; default replicas x ongoing")
+    cold_start_deadline_s: float | None = Field(
+        None, gt=0, description="a task handed to the family that has not started within this "
+        "fails with cold_start_timeout: scaling up from zero, a new GPU node and the model load "
+        "must fit in it; None: only the task deadline applies")
 
 
 class LocalStoreSettings(_Strict):
@@ -163,7 +171,8 @@ def default_families() -> dict[str, FamilySettings]:
 
     cold = AutoscalingSettings(min_replicas=0, max_replicas=1, downscale_delay_s=300,
                                downscale_to_zero_delay_s=600)
-    return {name: FamilySettings() if name == "flux" else FamilySettings(autoscaling=cold)
+    return {name: FamilySettings() if name == "flux" else
+            FamilySettings(autoscaling=cold, cold_start_deadline_s=600)
             for name in FAMILIES}
 
 

@@ -356,7 +356,12 @@ class TaskManager:
         try:
             handle = self._handles[task.family].options(multiplexed_model_id=task.source)
             response = handle.generate.remote(task.params)
-            output = await asyncio.wait_for(_await(response),
+            result = asyncio.ensure_future(_await(response))
+            if not await self._started_in_time(task, result):
+                response.cancel()
+                result.cancel()
+                return
+            output = await asyncio.wait_for(result,
                                             timeout=max(task.deadline_at - time.time(), 0.01))
             if not task.done:
                 self._complete(task, output)
@@ -379,6 +384,20 @@ class TaskManager:
         finally:
             self._inflight.pop(task.id, None)
             slots.release()
+
+    async def _started_in_time(self, task: Task, result: asyncio.Future) -> bool:
+        """The family's cold-start deadline: from hand-off to the pipeline starting."""
+        limit = self._settings[task.family].get("cold_start_deadline_s")
+        if not limit or limit >= task.deadline_at - time.time():
+            return True
+        await asyncio.wait({result}, timeout=limit)
+        if result.done() or task.status != QUEUED:
+            return True
+        self._fail(task, "cold_start_timeout",
+                   f"no {task.family} replica started the task within {limit:g} s of it being "
+                   "handed to the family (scaling up from zero, placing it on a GPU node and "
+                   "loading the model must fit in that); retry later")
+        return False
 
     def _fail(self, task: Task, code: str, message: str) -> None:
         if not task.done:

@@ -299,7 +299,7 @@ def test_longcat_tiny_components_run_the_real_pipeline():
     from diffusers import LongCatImageEditPipeline
     from transformers import Qwen2VLImageProcessor
 
-    from deployments.base import FamilyDeployment, GenerateParams
+    from deployments.base import FamilyDeployment, GenerateParams, Job
     from deployments.longcat import SPEC, tiny_components
 
     class Holder:
@@ -315,6 +315,6 @@ def test_longcat_tiny_components_run_the_real_pipeline():
                             negative_prompt="x", width=64, height=48, num_inference_steps=2,
                             guidance_scale=4.5, seeds=[1, 2])
     source = Image.new("RGB", (64, 48), (200, 30, 30))
-    images = Runner()._run_pipeline(pipe, params, [source], None)
+    images = Runner()._run_pipeline(pipe, [Job(params, None, [source])])
     assert len(images) == 2 and images[0].size == images[1].size
     assert images[0].tobytes() != images[1].tobytes()  # one generator per image

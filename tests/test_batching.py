@@ -1,0 +1,190 @@
+"""Batching: compatible tasks share a pipeline call, and an image is the same bytes either way.
+
+The first tests run each family's tiny pipeline in-process through the replica's own grouping
+and call code (`batch_groups`, `call_kwargs`, `_run_pipeline`); the last goes through HTTP and
+reads the trace to see that the tasks really shared a call.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import time
+
+import pytest
+from PIL import Image
+
+from deployments.base import FamilyDeployment, GenerateParams, Job, encode_image
+from deployments.registry import FAMILIES
+from tests.conftest import import_model, wait_task
+from tests.test_api import download
+from tests.test_families import family_param
+
+TEXT_TO_IMAGE = sorted(n for n, s in FAMILIES.items() if "text-to-image" in s.pipelines)
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny-inproc")
+
+
+def runner(spec, max_batch_images: int = 8) -> FamilyDeployment:
+    """The replica's batching code without a replica: same SPEC, grouping and pipeline call."""
+    r = FamilyDeployment.__new__(FamilyDeployment)
+    r.SPEC, r._pipes, r.max_batch_images = spec, {}, max_batch_images
+    return r
+
+
+def load(spec, tiny_dir):
+    from diffusers import DiffusionPipeline
+
+    from deployments.invariance import make_batch_invariant
+    from serve_app.validation import ensure_tiny_checkpoint
+
+    pipe = DiffusionPipeline.from_pretrained(str(ensure_tiny_checkpoint(tiny_dir, spec)))
+    pipe.set_progress_bar_config(disable=True)
+    return make_batch_invariant(pipe)
+
+
+def params(i: int, prompt: str, seeds: list[int], **more) -> GenerateParams:
+    fields = dict(task_id=f"t{i}", tenant="a", model_id="m", prompt=prompt, width=64, height=64,
+                  num_inference_steps=2, guidance_scale=3.5, seeds=seeds)
+    return GenerateParams(**(fields | more))
+
+
+def run(r: FamilyDeployment, pipe, jobs: list[Job]) -> dict[str, list[bytes]]:
+    """PNG bytes per task, running the jobs grouped as the replica groups them."""
+    out: dict[str, list[bytes]] = {}
+    for group in r.batch_groups(jobs):
+        images = r._run_pipeline(pipe, group)
+        for job in group:
+            k = len(job.params.seeds)
+            out[job.params.task_id] = [encode_image(im, "png") for im in images[:k]]
+            images = images[k:]
+    return out
+
+
+@pytest.mark.parametrize("family", [family_param(n) for n in TEXT_TO_IMAGE])
+def test_same_bytes_alone_or_in_a_batch(family, tiny_dir):
+    spec = FAMILIES[family]
+    r, pipe = runner(spec), load(spec, tiny_dir)
+    negative = "blurry" if spec.parameters.negative_prompt else None
+    tasks = [params(0, "a red fox in the snow", [11], negative_prompt=negative),
+             params(1, "a lighthouse", [12, 13], negative_prompt=negative),
+             params(2, "a much longer prompt about a small blue boat on a calm lake at dawn",
+                    [11], negative_prompt=negative)]
+    batched = run(r, pipe, [Job(p, None) for p in tasks])
+    groups = r.batch_groups([Job(p, None) for p in tasks])
+    if not (spec.single_prompt or spec.batch_by_prompt):
+        assert len(groups) == 1  # different prompts and seeds share one call
+    for p in tasks:
+        alone = run(r, pipe, [Job(p, None)])
+        assert alone[p.task_id] == batched[p.task_id], p.task_id
+    # one generator per image: the same seed in another task is the same image only with the
+    # same prompt; different seeds in one task are different images
+    assert batched["t1"][0] != batched["t1"][1]
+
+
+def test_image_to_image_batches_per_input(tiny_dir):
+    spec = FAMILIES["flux"]
+    r, pipe = runner(spec), load(spec, tiny_dir)
+    red, blue = Image.new("RGB", (64, 64), (200, 30, 30)), Image.new("RGB", (64, 64), (20, 40, 220))
+    tasks = [Job(params(i, "a cat", [5], task="image-to-image", strength=0.5, num_inference_steps=4,
+                        image_keys=["in"]), None, [im]) for i, im in enumerate((red, blue))]
+    assert len(r.batch_groups(tasks)) == 1
+    batched = run(r, pipe, tasks)
+    for job in tasks:
+        assert run(r, pipe, [job])[job.params.task_id] == batched[job.params.task_id]
+    assert batched["t0"] != batched["t1"]  # each task kept its own input image
+
+
+def test_incompatible_tasks_never_share_a_call():
+    r = runner(FAMILIES["flux"], max_batch_images=4)
+    base = dict(prompt="p", seeds=[1])
+    jobs = [Job(params(0, **base), None), Job(params(1, **base, width=128), None),
+            Job(params(2, **base, num_inference_steps=3), None),
+            Job(params(3, **base, guidance_scale=5.0), None),
+            Job(params(4, **base, task="image-to-image", strength=0.5, image_keys=["k"]), None),
+            Job(params(5, **base), None)]
+    groups = [[j.params.task_id for j in g] for g in r.batch_groups(jobs)]
+    assert sorted(groups) == [["t0", "t5"], ["t1"], ["t2"], ["t3"], ["t4"]]
+    # a group holds at most max_batch_size images; a bigger task runs alone
+    jobs = [Job(params(i, prompt="p", seeds=list(range(n))), None)
+            for i, n in enumerate((3, 2, 6, 1))]
+    groups = [[j.params.task_id for j in g] for g in r.batch_groups(jobs)]
+    assert groups == [["t0"], ["t1"], ["t2"], ["t3"]] or groups == [["t0", "t3"], ["t1"], ["t2"]]
+
+
+def test_edits_with_their_own_image_do_not_merge():
+    r = runner(FAMILIES["flux-kontext"])
+    jobs = [Job(params(i, "make it blue", [1], task="edit", image_keys=[f"k{i}"]), None)
+            for i in range(3)]
+    assert len(r.batch_groups(jobs)) == 3
+
+
+# ---------------------------------------------------------------- over HTTP
+
+
+@pytest.fixture(scope="module")
+def batching(deploy, session_dir):
+    traces = session_dir / "traces-batching.jsonl"
+    # A long wait makes the batch deterministic here: every task submitted at once joins it.
+    service = deploy("batching", {
+        "families": {name: {"enabled": name == "flux", "num_replicas": 1,
+                            "max_batch_size": 8, "batch_wait_timeout_s": 1.0,
+                            "max_ongoing_requests": 8} for name in FAMILIES},
+        "tracing": {"exporter": "file", "path": str(traces)}})
+    with service.client() as client:
+        yield client, traces, import_model(client, "tessera/tiny-flux")
+
+
+def denoise_spans(traces, task_ids: set[str], timeout: float = 20) -> dict[str, dict]:
+    """Each task's pipeline.denoise span (spans reach the file a little after the task ends)."""
+    deadline = time.time() + timeout
+    while True:
+        spans = [json.loads(line) for line in traces.read_text().splitlines()]
+        denoise = {s["parent_id"]: s for s in spans if s["name"] == "pipeline.denoise"}
+        found = {s["attributes"]["tessera.task_id"]: denoise[s["span_id"]] for s in spans
+                 if s["name"] == "tessera.generate" and s["span_id"] in denoise
+                 and s["attributes"]["tessera.task_id"] in task_ids}
+        if set(found) == task_ids or time.time() > deadline:
+            return found
+        time.sleep(0.3)
+
+
+def test_concurrent_requests_share_a_call_and_keep_their_bytes(batching):
+    client, traces, model = batching
+    bodies = [{"model": model, "prompt": "a red fox", "seed": 1, "size": "64x64"},
+              {"model": model, "prompt": "a lighthouse at night", "seed": 2, "size": "64x64",
+               "n": 2},
+              {"model": model, "prompt": "a boat", "seed": 3, "size": "64x64"},
+              {"model": model, "prompt": "a boat", "seed": 3, "size": "96x64"}]
+
+    def submit(body):
+        r = client.post("/v1/images/generations", json=body)
+        assert r.status_code == 202, r.text
+        return r.json()["task_id"]
+
+    def pngs(task):
+        assert task["status"] == "completed", task
+        return [download(d["url"]) for d in task["result"]["data"]]
+
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        ids = list(pool.map(submit, bodies))
+    together = [pngs(wait_task(client, i)) for i in ids]
+    alone_ids, alone = [], []
+    for body in bodies:  # one at a time: each runs in a call of its own
+        alone_ids.append(submit(body))
+        alone.append(pngs(wait_task(client, alone_ids[-1])))
+
+    assert together == alone  # the same bytes alone or in a batch
+    spans = denoise_spans(traces, set(ids) | set(alone_ids))
+    compatible = [spans[i]["attributes"] for i in ids[:3]]
+    # the three 64x64 tasks (4 images) ran as one call; the 96x64 one could not join them
+    assert all(a["tessera.batch_tasks"] == 3 and a["tessera.batch_size"] == 4
+               for a in compatible), compatible
+    assert spans[ids[3]]["attributes"]["tessera.batch_tasks"] == 1
+    assert all(spans[i]["attributes"]["tessera.batch_tasks"] == 1 for i in alone_ids)
+    sizes = [Image.open(io.BytesIO(t[0])).size for t in together]
+    assert sizes == [(64, 64)] * 3 + [(96, 64)]
