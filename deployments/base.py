@@ -5,7 +5,7 @@ deployment class deriving from `FamilyDeployment`. All families expose the same
 `generate(GenerateParams) -> dict` and differ only in `SPEC` and, where needed, `load_pipeline`.
 Nothing here branches on a family's name.
 
-Concurrent `generate` calls meet in Serve's batch queue (`@serve.batch`, sized per family);
+Concurrent `generate` calls meet in the replica's batch queue (`deployments.batcher`);
 compatible tasks (same model, task, size, steps, guidance) share one pipeline call, each keeping
 its own seeds, and the pipeline runs batch-invariant (`deployments.invariance`) so an image has
 the same bytes alone or in a batch.
@@ -27,6 +27,7 @@ from typing import Any, Callable, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from deployments.batcher import Batcher
 from deployments.invariance import make_batch_invariant
 from serve_app.metrics import m
 from serve_app.telemetry import extract, setup_logging, setup_tracing, task_attributes, tracer
@@ -229,10 +230,8 @@ class FamilyDeployment:
         self.max_batch_images = settings.max_batch_size
         # Invariant execution costs some speed; without batching nothing needs it.
         self.batch_invariant = settings.max_batch_size > 1
-        # Per instance so the configured size and wait apply (the decorator's are fixed).
-        self._generate_batch = serve.batch(
-            max_batch_size=settings.max_batch_size,
-            batch_wait_timeout_s=settings.batch_wait_timeout_s)(self._run_batch)
+        self._batcher = Batcher(self._run_batch, settings.max_batch_size,
+                                settings.batch_wait_timeout_s)
 
         async def _load(model_source: str):
             return await self.load_model(model_source)
@@ -371,18 +370,18 @@ class FamilyDeployment:
                                    "tessera.task_kind": params.task, **self.placement})
         with tracer().start_as_current_span("tessera.generate", context=extract(
                 params.trace_context), attributes=attrs):
-            # Concurrent calls meet in Serve's batch queue; each gets its own outcome back.
-            outcome = await self._generate_batch(params, otel_context.get_current())
+            # Concurrent calls for the same model meet in the replica's batch queue.
+            outcome = await self._batcher.submit(serve.get_multiplexed_model_id(),
+                                                 (params, otel_context.get_current()))
             if isinstance(outcome, Failure):
                 raise outcome.error
             return outcome
 
-    async def _run_batch(self, params: list[GenerateParams], contexts: list) -> list:
-        """One Serve batch (all for the same model): load it, then one pipeline call per group
-        of compatible tasks. A failure fails only the tasks it touched."""
-        jobs = [Job(p, c) for p, c in zip(params, contexts, strict=True)]
+    async def _run_batch(self, source: str, items: list[tuple[GenerateParams, Any]]) -> list:
+        """One batch, all for the model `source`: load it, then one pipeline call per group of
+        compatible tasks. A failure fails only the tasks it touched."""
+        jobs = [Job(params, context) for params, context in items]
         outcomes: dict[int, Any] = {}
-        source = serve.get_multiplexed_model_id()
         t0 = time.perf_counter()
         with spans("model.load", jobs, {"tessera.source": source}):
             try:

@@ -1,15 +1,15 @@
 """Batching on against off: images per second at several concurrencies, in one run.
 
     python -m loadtests.bench_batching --output loadtests/out/batching \
-        [--concurrency 1 4 16] [--seconds 20] [--size 128x128] [--steps 4]
+        [--concurrency 1 4 16] [--seconds 20] [--size 256x256] [--steps 4] [--poll 0.25]
 
 One local Ray, two Tessera apps side by side that differ only in the FLUX family's
 `max_batch_size` (1 = off; N = on, with `batch_wait_timeout_s`), each with one replica of the tiny
 FLUX checkpoint. For each concurrency, `c` closed-loop clients submit a generation, poll its task
-every 20 ms until it completes, and submit the next; the two apps are measured one after the
-other, alternating, so drift on the machine hits both. Reports images/s, task latency and the
-mean images per pipeline call (the `tessera_batch_size` histogram scraped from Ray's metrics
-endpoint before and after each cell), and the ratio on/off per concurrency.
+(every `--poll` seconds) until it completes, and submit the next; the two apps are measured one
+after the other, alternating, so drift on the machine hits both. Reports images/s, task latency,
+the mean images per pipeline call (from each task's `pipeline.denoise` span, which carries its
+call's image and task counts) and the ratio on/off per concurrency.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import httpx
 
 from loadtests.common import import_tiny, percentiles
 
-METRICS_WAIT_S = 12  # Ray exports application metrics every few seconds
+SPAN_WAIT_S = 8  # spans reach the trace file in batches every few seconds
 
 
 def free_port() -> int:
@@ -36,18 +36,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def batch_histogram(metrics_port: int) -> tuple[float, float]:
-    """(sum, count) of images per pipeline call so far, all apps together."""
-    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
-    total = {"sum": 0.0, "count": 0.0}
-    for line in text.splitlines():
-        for part in total:
-            if line.startswith(f"ray_tessera_batch_size_{part}{{"):
-                total[part] += float(line.rsplit(" ", 1)[1])
-    return total["sum"], total["count"]
+def images_per_call(traces: Path, task_ids: set[str]) -> tuple[float | None, int]:
+    """Mean images per pipeline call of these tasks, from their pipeline.denoise spans: a call
+    shared by k tasks appears in each of their traces with tessera.batch_tasks = k."""
+    spans = [json.loads(line) for line in traces.read_text().splitlines()]
+    generate = {s["span_id"]: s["attributes"]["tessera.task_id"] for s in spans
+                if s["name"] == "tessera.generate"}
+    calls, images = 0.0, 0
+    for s in spans:
+        if s["name"] == "pipeline.denoise" and generate.get(s["parent_id"]) in task_ids:
+            calls += 1 / s["attributes"]["tessera.batch_tasks"]
+            images += s["attributes"]["tessera.batch_size"] / s["attributes"]["tessera.batch_tasks"]
+    return (round(images / calls, 2) if calls else None), round(calls)
 
 
-def start(batch_size: int, wait_s: float, max_ongoing: int, metrics_port: int):
+def start(batch_size: int, wait_s: float, max_ongoing: int, traces_dir: Path):
     os.environ.setdefault("TESSERA_API_KEYS", "bench-key-a=bench-a")
     import ray
     from ray import serve
@@ -56,8 +59,7 @@ def start(batch_size: int, wait_s: float, max_ongoing: int, metrics_port: int):
     from serve_app.builder import build_app
 
     port = free_port()
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-             _metrics_export_port=metrics_port)
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     data_dir = tempfile.mkdtemp(prefix="tessera-bench-batching-")
     for name, size in (("off", 1), ("on", batch_size)):
@@ -66,7 +68,9 @@ def start(batch_size: int, wait_s: float, max_ongoing: int, metrics_port: int):
         serve.run(build_app({
             "data_dir": data_dir, "instance": f"bench-{name}",
             "families": {f: ({"enabled": True} | flux) if f == "flux" else {"enabled": False}
-                         for f in FAMILIES}}), name=name, route_prefix=f"/{name}")
+                         for f in FAMILIES},
+            "tracing": {"exporter": "file", "path": str(traces_dir / f"{name}.jsonl")}}),
+            name=name, route_prefix=f"/{name}")
 
     def stop():
         serve.shutdown()
@@ -76,9 +80,9 @@ def start(batch_size: int, wait_s: float, max_ongoing: int, metrics_port: int):
 
 
 async def closed_loop(url: str, key: str, model: str, concurrency: int, seconds: float,
-                      size: str, steps: int) -> dict:
+                      size: str, steps: int, poll_s: float = 0.25) -> dict:
     headers = {"Authorization": f"Bearer {key}"}
-    latencies, calls, images = [], [], 0
+    latencies, calls, images, task_ids = [], [], 0, set()
     stop_at = time.monotonic() + seconds
 
     async def client(worker: int, c: httpx.AsyncClient):
@@ -92,15 +96,16 @@ async def closed_loop(url: str, key: str, model: str, concurrency: int, seconds:
                 "num_inference_steps": steps, "seed": seed})
             r.raise_for_status()
             task_id = r.json()["task_id"]
+            task_ids.add(task_id)
             while True:
                 task = (await c.get(f"/v1/tasks/{task_id}", headers=headers)).json()
                 if task["status"] in ("completed", "failed"):
                     break
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(poll_s)
             if task["status"] != "completed":
                 raise RuntimeError(f"task {task_id} failed: {task['error']}")
             latencies.append((time.perf_counter() - t0) * 1000)
-            images += len(task["result"]["images"])
+            images += len(task["result"]["data"])
             calls.append(task["result"]["timings_ms"]["inference"])
 
     limits = httpx.Limits(max_connections=concurrency * 2)
@@ -110,13 +115,13 @@ async def closed_loop(url: str, key: str, model: str, concurrency: int, seconds:
         elapsed = time.perf_counter() - t0
     return {"concurrency": concurrency, "images": images, "seconds": round(elapsed, 2),
             "images_per_s": round(images / elapsed, 2), "latency_ms": percentiles(latencies),
-            "pipeline_call_ms": percentiles(calls)}
+            "pipeline_call_ms": percentiles(calls), "task_ids": task_ids}
 
 
 async def main_async(args) -> dict:
-    metrics_port = free_port()
+    traces_dir = Path(tempfile.mkdtemp(prefix="tessera-bench-traces-"))
     base, keys, stop = start(args.batch_size, args.batch_wait, max(args.concurrency),
-                             metrics_port)
+                             traces_dir)
     try:
         models = {}
         for name in ("off", "on"):
@@ -129,21 +134,20 @@ async def main_async(args) -> dict:
         for concurrency in args.concurrency:
             row = {"concurrency": concurrency}
             for name in ("off", "on"):
-                await asyncio.sleep(METRICS_WAIT_S)
-                before = await asyncio.to_thread(batch_histogram, metrics_port)
                 row[name] = await closed_loop(f"{base}/{name}", keys[0], models[name],
-                                              concurrency, args.seconds, args.size, args.steps)
-                await asyncio.sleep(METRICS_WAIT_S)
-                after = await asyncio.to_thread(batch_histogram, metrics_port)
-                calls = after[1] - before[1]
-                row[name]["pipeline_calls"] = calls
-                row[name]["images_per_call"] = round((after[0] - before[0]) / calls, 2) \
-                    if calls else None
+                                              concurrency, args.seconds, args.size, args.steps,
+                                              args.poll)
+            await asyncio.sleep(SPAN_WAIT_S)
+            for name in ("off", "on"):
+                task_ids = row[name].pop("task_ids")
+                row[name]["images_per_call"], row[name]["pipeline_calls"] = images_per_call(
+                    traces_dir / f"{name}.jsonl", task_ids)
             row["ratio_on_off"] = round(row["on"]["images_per_s"] / row["off"]["images_per_s"],
                                         2)
             rows.append(row)
             print(json.dumps({k: row[k] for k in ("concurrency", "ratio_on_off")}), flush=True)
-        return {"size": args.size, "steps": args.steps, "batch_size": args.batch_size,
+        return {"poll_s": args.poll, "size": args.size, "steps": args.steps,
+                "batch_size": args.batch_size,
                 "batch_wait_timeout_s": args.batch_wait, "seconds": args.seconds, "rows": rows}
     finally:
         stop()
@@ -152,7 +156,7 @@ async def main_async(args) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"Tiny FLUX, {report['size']}, {report['steps']} steps; batching on = "
              f"max_batch_size {report['batch_size']}, wait {report['batch_wait_timeout_s']} s; "
-             f"{report['seconds']} s per cell.", "",
+             f"{report['seconds']} s per cell; clients poll every {report['poll_s']} s.", "",
              "| concurrency | off: images/s | on: images/s | on/off | images per call (on) | "
              "off: p50 latency | on: p50 latency |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for row in report["rows"]:
@@ -169,7 +173,9 @@ def main() -> None:
     parser.add_argument("--output", default="loadtests/out/batching")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--size", default="128x128")
+    parser.add_argument("--size", default="256x256")
+    parser.add_argument("--poll", type=float, default=0.25,
+                        help="seconds between polls of a task (polls cost the ingress CPU)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batch-wait", type=float, default=0.05)

@@ -123,6 +123,27 @@ def test_edits_with_their_own_image_do_not_merge():
     assert len(r.batch_groups(jobs)) == 3
 
 
+@pytest.mark.gpu
+def test_same_bytes_alone_or_in_a_batch_on_cuda(tiny_dir):
+    """The same check on a GPU in bfloat16, where cuBLAS also picks kernels by shape."""
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from deployments.invariance import make_batch_invariant
+    from serve_app.validation import ensure_tiny_checkpoint
+
+    spec = FAMILIES["flux"]
+    pipe = DiffusionPipeline.from_pretrained(str(ensure_tiny_checkpoint(tiny_dir, spec)),
+                                             dtype=torch.bfloat16).to("cuda")
+    pipe.set_progress_bar_config(disable=True)
+    r = runner(spec)
+    make_batch_invariant(pipe)
+    tasks = [params(i, prompt, [i + 1]) for i, prompt in enumerate(("a fox", "a boat", "x"))]
+    batched = run(r, pipe, [Job(p, None) for p in tasks])
+    for p in tasks:
+        assert run(r, pipe, [Job(p, None)])[p.task_id] == batched[p.task_id], p.task_id
+
+
 # ---------------------------------------------------------------- over HTTP
 
 
@@ -170,8 +191,15 @@ def test_concurrent_requests_share_a_call_and_keep_their_bytes(batching):
         assert task["status"] == "completed", task
         return [download(d["url"]) for d in task["result"]["data"]]
 
+    # A task that finds the replica idle starts at once; tasks arriving while it is busy gather
+    # into the next call. So keep it busy with a slow task, then submit the four at once.
+    blocker = submit({"model": model, "prompt": "busy", "size": "512x512",
+                      "num_inference_steps": 48})
+    while client.get(f"/v1/tasks/{blocker}").json()["status"] == "queued":
+        time.sleep(0.05)
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         ids = list(pool.map(submit, bodies))
+    assert client.get(f"/v1/tasks/{blocker}").json()["status"] == "in_progress"
     together = [pngs(wait_task(client, i)) for i in ids]
     alone_ids, alone = [], []
     for body in bodies:  # one at a time: each runs in a call of its own
@@ -188,3 +216,46 @@ def test_concurrent_requests_share_a_call_and_keep_their_bytes(batching):
     assert all(spans[i]["attributes"]["tessera.batch_tasks"] == 1 for i in alone_ids)
     sizes = [Image.open(io.BytesIO(t[0])).size for t in together]
     assert sizes == [(64, 64)] * 3 + [(96, 64)]
+
+
+# ---------------------------------------------------------------- the replica's batch queue
+
+
+def test_batch_queue_gathers_what_arrives_while_busy():
+    import asyncio
+
+    from deployments.batcher import Batcher
+
+    async def scenario():
+        batches: list[tuple[str, list]] = []
+        release = asyncio.Event()
+
+        async def run(key, items):
+            batches.append((key, items))
+            if items == ["first"]:
+                await release.wait()  # the device is busy with the first call
+            if "bad" in items:
+                raise RuntimeError("pipeline broke")
+            return [f"{key}:{i}" for i in items]
+
+        b = Batcher(run, max_size=3, wait_s=0.05)
+        first = asyncio.create_task(b.submit("m1", "first"))
+        await asyncio.sleep(0.01)
+        assert batches == [("m1", ["first"])]  # from idle, a lone call starts at once
+        later = [asyncio.create_task(b.submit(k, i)) for k, i in
+                 [("m1", "a"), ("m2", "x"), ("m1", "b"), ("m1", "c"), ("m1", "d")]]
+        cancelled = asyncio.create_task(b.submit("m1", "gone"))
+        await asyncio.sleep(0.01)
+        cancelled.cancel()
+        release.set()
+        results = await asyncio.gather(first, *later)
+        assert results == ["m1:first", "m1:a", "m2:x", "m1:b", "m1:c", "m1:d"]
+        # oldest first, one model per batch, at most 3, the cancelled call dropped
+        assert batches[1:] == [("m1", ["a", "b", "c"]), ("m2", ["x"]), ("m1", ["d"])]
+
+        failing = [asyncio.create_task(b.submit("m1", i)) for i in ("ok", "bad")]
+        outcomes = await asyncio.gather(*failing, return_exceptions=True)
+        assert all(isinstance(o, RuntimeError) for o in outcomes)
+        assert await b.submit("m1", "after") == "m1:after"  # the queue outlives a failure
+
+    asyncio.run(scenario())

@@ -24,7 +24,14 @@ def cluster():
     from serve_app.local_cluster import LocalCluster, gpu_family_args
 
     c = LocalCluster(gpu_nodes=2)
-    c.url = c.serve({**gpu_family_args(max_replicas=2), "limits": {"task_deadline_s": 300}})
+    args = gpu_family_args(max_replicas=2)
+    # a rarely used family: no replica until its first task, none again soon after its last
+    args["families"]["sdxl"] = {"num_gpus": 1, "num_cpus": 0.5, "cold_start_deadline_s": 120,
+                                "autoscaling": {"min_replicas": 0, "max_replicas": 1,
+                                                "downscale_delay_s": 3,
+                                                "downscale_to_zero_delay_s": 3,
+                                                "look_back_period_s": 2}}
+    c.url = c.serve({**args, "limits": {"task_deadline_s": 300}})
     yield c
     c.shutdown()
 
@@ -84,6 +91,27 @@ def replica_nodes_list(class_name: str) -> list[str]:
 
     return [a["Address"]["NodeID"] for a in ray._private.state.actors().values()
             if a["State"] == "ALIVE" and a["ActorClassName"] == class_name]
+
+
+def test_rarely_used_family_scales_from_zero_and_back_to_zero(cluster, client):
+    sdxl = "ServeReplica:tessera:family-sdxl"
+    assert replica_nodes_list(sdxl) == []  # nothing runs before the first task
+    v = client.post("/v1/my-models/validate-hf", json={"hf_model_id": "tessera/tiny-sdxl"})
+    model = client.post("/v1/my-models/import-hf",
+                        json={"validation_id": v.json()["validation_id"]}).json()["id"]
+    started = time.time()
+    r = client.post("/v1/images/generations", json={"model": model, "prompt": "p",
+                                                    "size": "64x64"})
+    task = wait(client, r.json()["task_id"])
+    assert task["status"] == "completed", task.get("error")
+    cold_s = time.time() - started
+    assert set(replica_nodes_list(sdxl)) <= {n.node_id for n in cluster.gpu_nodes}
+    idle = time.time()
+    while time.time() - idle < 120 and replica_nodes_list(sdxl):
+        time.sleep(0.5)
+    assert replica_nodes_list(sdxl) == []
+    print(f"cold start to completed {cold_s:.1f}s, back to zero {time.time() - idle:.1f}s "
+          "after idle")
 
 
 def test_replicas_scale_up_under_load_and_back_down(cluster, client, model):
