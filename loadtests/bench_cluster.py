@@ -1,7 +1,7 @@
 """Spread and autoscaler reaction times on a local cluster with 1, 2 and 4 fake GPU nodes.
 
     python -m loadtests.bench_cluster --output loadtests/out/cluster [--nodes 1 2 4] \
-        [--tasks-per-node 12] [--size 256x256] [--steps 20]
+        [--tasks-per-node 12] [--size 512x512] [--steps 30]
 
 For each node count, a fresh local cluster (`serve_app.local_cluster`: a head without GPUs and N
 workers with one fake GPU each) serves the tiny FLUX with one GPU per replica, autoscaling from 1
@@ -151,8 +151,8 @@ def main() -> None:
     parser.add_argument("--output", default="loadtests/out/cluster")
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--tasks-per-node", type=int, default=12)
-    parser.add_argument("--size", default="256x256")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", default="512x512")
+    parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
