@@ -224,8 +224,6 @@ class FamilyDeployment:
         self.store = make_store(self.config)
         self.tasks = task_manager(self.config.instance)
         self.placement = replica_placement()
-        # One pipeline call at a time per replica: concurrent calls only fight over the device.
-        self._run_lock = asyncio.Lock()
         self._pipes: dict[tuple[str, str], Any] = {}
         self.max_batch_images = settings.max_batch_size
         # Invariant execution costs some speed; without batching nothing needs it.
@@ -375,11 +373,14 @@ class FamilyDeployment:
                                                  (params, otel_context.get_current()))
             if isinstance(outcome, Failure):
                 raise outcome.error
-            return outcome
+            # Encoding and the store write run here, per task, so the device moves on to the
+            # next batch meanwhile.
+            return await self._store_outputs(*outcome)
 
     async def _run_batch(self, source: str, items: list[tuple[GenerateParams, Any]]) -> list:
         """One batch, all for the model `source`: load it, then one pipeline call per group of
-        compatible tasks. A failure fails only the tasks it touched."""
+        compatible tasks. Returns each task's (job, images, timings), or the Failure of the
+        step that broke it: a failure fails only the tasks it touched."""
         jobs = [Job(params, context) for params, context in items]
         outcomes: dict[int, Any] = {}
         t0 = time.perf_counter()
@@ -406,29 +407,27 @@ class FamilyDeployment:
         family = {"family": self.SPEC.name}
         first = group[0].params
         images_in_call = sum(len(j.params.seeds) for j in group)
-        async with self._run_lock:
-            for job in group:
-                self.tasks.mark_started.remote(job.params.task_id)
-            t1 = time.perf_counter()
-            with spans("pipeline.denoise", group, {
-                    "tessera.batch_size": images_in_call,
-                    "tessera.batch_tasks": len(group),
-                    "tessera.steps": first.num_inference_steps,
-                    "tessera.size": f"{first.width}x{first.height}"}):
-                # Denoising is CPU/GPU bound: keep it off the replica's event loop.
-                images = await asyncio.to_thread(self._run_pipeline, base, group)
-            inference_ms = (time.perf_counter() - t1) * 1000
+        # The batch queue runs one batch at a time: one pipeline call per replica, since
+        # concurrent calls would only fight over the device.
+        for job in group:
+            self.tasks.mark_started.remote(job.params.task_id)
+        t1 = time.perf_counter()
+        with spans("pipeline.denoise", group, {
+                "tessera.batch_size": images_in_call,
+                "tessera.batch_tasks": len(group),
+                "tessera.steps": first.num_inference_steps,
+                "tessera.size": f"{first.width}x{first.height}"}):
+            # Denoising is CPU/GPU bound: keep it off the replica's event loop.
+            images = await asyncio.to_thread(self._run_pipeline, base, group)
+        inference_ms = (time.perf_counter() - t1) * 1000
         m().generation.observe(inference_ms / 1000, tags=family)
         m().batch_size.observe(images_in_call, tags=family)
-        per_job, offset = [], 0
-        for job in group:
-            per_job.append(images[offset:offset + len(job.params.seeds)])
-            offset += len(job.params.seeds)
         timings = {"load": round(load_ms, 2), "inference": round(inference_ms, 2)}
-        results = await asyncio.gather(*(self._store_outputs(job, imgs, timings)
-                                         for job, imgs in zip(group, per_job, strict=True)),
-                                       return_exceptions=True)
-        return [Failure(r) if isinstance(r, BaseException) else r for r in results]
+        outcomes, offset = [], 0
+        for job in group:  # each task's images, for its own caller to encode and store
+            outcomes.append((job, images[offset:offset + len(job.params.seeds)], timings))
+            offset += len(job.params.seeds)
+        return outcomes
 
     async def _store_outputs(self, job: Job, images: list, timings: dict) -> dict:
         params = job.params
