@@ -176,13 +176,6 @@ class Job:
     mask: Any = None
 
 
-@dataclass
-class Failure:
-    """A batch member's error, handed back as a value so it fails that task alone."""
-
-    error: BaseException
-
-
 @contextlib.contextmanager
 def spans(name: str, jobs: list[Job], attributes: dict):
     """One span per task for work its batch shares: each task's trace stays whole."""
@@ -369,17 +362,15 @@ class FamilyDeployment:
         with tracer().start_as_current_span("tessera.generate", context=extract(
                 params.trace_context), attributes=attrs):
             # Concurrent calls for the same model meet in the replica's batch queue.
-            outcome = await self._batcher.submit(serve.get_multiplexed_model_id(),
-                                                 (params, otel_context.get_current()))
-            if isinstance(outcome, Failure):
-                raise outcome.error
+            job, images, timings = await self._batcher.submit(
+                serve.get_multiplexed_model_id(), (params, otel_context.get_current()))
             # Encoding and the store write run here, per task, so the device moves on to the
             # next batch meanwhile.
-            return await self._store_outputs(*outcome)
+            return await self._store_outputs(job, images, timings)
 
     async def _run_batch(self, source: str, items: list[tuple[GenerateParams, Any]]) -> list:
         """One batch, all for the model `source`: load it, then one pipeline call per group of
-        compatible tasks. Returns each task's (job, images, timings), or the Failure of the
+        compatible tasks. Returns each task's (job, images, timings), or the exception of the
         step that broke it: a failure fails only the tasks it touched."""
         jobs = [Job(params, context) for params, context in items]
         outcomes: dict[int, Any] = {}
@@ -388,18 +379,18 @@ class FamilyDeployment:
             try:
                 base = await self.get_model(source)
             except Exception as exc:
-                return [Failure(exc)] * len(jobs)
+                return [exc] * len(jobs)
             for job in jobs:
                 try:
                     await self.load_inputs(job)
                 except Exception as exc:
-                    outcomes[id(job)] = Failure(exc)
+                    outcomes[id(job)] = exc
         load_ms = (time.perf_counter() - t0) * 1000
         for group in self.batch_groups([j for j in jobs if id(j) not in outcomes]):
             try:
                 results = await self._run_group(base, group, load_ms)
             except Exception as exc:
-                results = [Failure(exc)] * len(group)
+                results = [exc] * len(group)
             outcomes.update(zip(map(id, group), results, strict=True))
         return [outcomes[id(job)] for job in jobs]
 

@@ -30,7 +30,7 @@ class _Call:
 class Batcher:
     def __init__(self, run: Callable[[str, list], Awaitable[list]], max_size: int,
                  wait_s: float):
-        self._run = run  # (key, items) -> one outcome per item
+        self._run = run  # (key, items) -> one outcome (a result or an exception) per item
         self.max_size = max_size
         self.wait_s = wait_s
         self._pending: list[_Call] = []
@@ -85,5 +85,10 @@ class Batcher:
                         call.future.set_exception(exc)
                 continue
             for call, outcome in zip(batch, outcomes, strict=True):
-                if not call.future.done():
+                if call.future.done():
+                    continue
+                # an exception as an outcome fails that call alone
+                if isinstance(outcome, BaseException):
+                    call.future.set_exception(outcome)
+                else:
                     call.future.set_result(outcome)

@@ -17,23 +17,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import socket
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
-from loadtests.common import import_tiny, percentiles
+from loadtests.common import import_tiny, percentiles, start_local_apps, write_report
 
 SPAN_WAIT_S = 8  # spans reach the trace file in batches every few seconds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def images_per_call(traces: Path, task_ids: set[str]) -> tuple[float | None, int]:
@@ -48,35 +40,6 @@ def images_per_call(traces: Path, task_ids: set[str]) -> tuple[float | None, int
             calls += 1 / s["attributes"]["tessera.batch_tasks"]
             images += s["attributes"]["tessera.batch_size"] / s["attributes"]["tessera.batch_tasks"]
     return (round(images / calls, 2) if calls else None), round(calls)
-
-
-def start(batch_size: int, wait_s: float, max_ongoing: int, traces_dir: Path):
-    os.environ.setdefault("TESSERA_API_KEYS", "bench-key-a=bench-a")
-    import ray
-    from ray import serve
-
-    from deployments.registry import FAMILIES
-    from serve_app.builder import build_app
-
-    port = free_port()
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    data_dir = tempfile.mkdtemp(prefix="tessera-bench-batching-")
-    for name, size in (("off", 1), ("on", batch_size)):
-        flux = {"num_replicas": 1, "max_batch_size": size, "batch_wait_timeout_s": wait_s,
-                "max_ongoing_requests": max_ongoing}
-        serve.run(build_app({
-            "data_dir": data_dir, "instance": f"bench-{name}",
-            "families": {f: ({"enabled": True} | flux) if f == "flux" else {"enabled": False}
-                         for f in FAMILIES},
-            "tracing": {"exporter": "file", "path": str(traces_dir / f"{name}.jsonl")}}),
-            name=name, route_prefix=f"/{name}")
-
-    def stop():
-        serve.shutdown()
-        ray.shutdown()
-
-    return f"http://127.0.0.1:{port}", ["bench-key-a"], stop
 
 
 async def closed_loop(url: str, key: str, model: str, concurrency: int, seconds: float,
@@ -120,8 +83,14 @@ async def closed_loop(url: str, key: str, model: str, concurrency: int, seconds:
 
 async def main_async(args) -> dict:
     traces_dir = Path(tempfile.mkdtemp(prefix="tessera-bench-traces-"))
-    base, keys, stop = start(args.batch_size, args.batch_wait, max(args.concurrency),
-                             traces_dir)
+    apps = {}
+    for name, size in (("off", 1), ("on", args.batch_size)):
+        apps[name] = {
+            "families": {"flux": {"num_replicas": 1, "max_batch_size": size,
+                                  "batch_wait_timeout_s": args.batch_wait,
+                                  "max_ongoing_requests": max(args.concurrency)}},
+            "tracing": {"exporter": "file", "path": str(traces_dir / f"{name}.jsonl")}}
+    base, keys, stop = start_local_apps(apps)
     try:
         models = {}
         for name in ("off", "on"):
@@ -181,11 +150,7 @@ def main() -> None:
     parser.add_argument("--batch-wait", type=float, default=0.05)
     args = parser.parse_args()
     report = asyncio.run(main_async(args))
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.output, "batching", report, markdown(report))
 
 
 if __name__ == "__main__":

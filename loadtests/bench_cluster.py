@@ -33,15 +33,16 @@ from pathlib import Path
 
 import httpx
 
+from loadtests.common import write_report
+
 KEY = "bench-cluster-key"
 REPLICA_CLASS = "ServeReplica:tessera:family-flux"
 
 
 def replicas() -> list[str]:
-    import ray
+    from serve_app.local_cluster import actor_nodes
 
-    return [a["Address"]["NodeID"] for a in ray._private.state.actors().values()
-            if a["State"] == "ALIVE" and a["ActorClassName"] == REPLICA_CLASS]
+    return actor_nodes(REPLICA_CLASS)
 
 
 def spans_by_task(path: Path, task_ids: set[str]) -> dict[str, dict]:
@@ -171,11 +172,7 @@ def main() -> None:
             raise SystemExit(f"the {n}-node run failed")
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-    out.with_suffix(".md").write_text(markdown(rows, args))
-    print(markdown(rows, args))
+    write_report(args.output, "cluster", rows, markdown(rows, args))
 
 
 if __name__ == "__main__":

@@ -13,15 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import os
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 
-from loadtests.common import import_tiny, percentiles, require_loopback, start_local_server
+from loadtests.common import (
+    import_tiny,
+    percentiles,
+    require_loopback,
+    start_local_server,
+    write_report,
+)
 
 
 def ray_cpu_seconds() -> float:
@@ -92,15 +96,11 @@ def main(argv=None) -> int:
     finally:
         if stop:
             stop()
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ingress.json").write_text(json.dumps(rows, indent=2))
     lines = ["| concurrency | accepted/s | submit p50 ms | submit p99 ms | Ray CPU cores busy |",
              "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['concurrency']} | {r['accepted_per_s']} | {r['submit_latency_ms']['p50']} "
               f"| {r['submit_latency_ms']['p99']} | {r['cpu_cores_busy']} |" for r in rows]
-    (out / "ingress.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.output, "ingress", rows, "\n".join(lines) + "\n")
     return 0
 
 

@@ -14,14 +14,18 @@ first. Reports p50/p99 of both, the overhead in ms and the ratio API/direct per 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
 
 import httpx
 
-from loadtests.common import import_tiny, percentiles, require_loopback, start_local_server
+from loadtests.common import (
+    import_tiny,
+    percentiles,
+    require_loopback,
+    start_local_server,
+    write_report,
+)
 
 
 def direct_times(sizes, repeats, steps, data_dir) -> dict:
@@ -113,9 +117,6 @@ def main(argv=None) -> int:
                      "overhead_ms": {q: round(a[q] - d[q], 2) for q in ("p50", "p99")},
                      "ratio": {q: round(a[q] / d[q], 2) for q in ("p50", "p99")}})
     report = {"repeats": args.repeats, "steps": args.steps, "rows": rows}
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "overhead.json").write_text(json.dumps(report, indent=2))
     lines = ["| size | direct p50 | API p50 | overhead p50 | ratio p50 | direct p99 | API p99 "
              "| overhead p99 | ratio p99 | server-side task p50 | replica pipeline p50 |",
              "|" + " --- |" * 11]
@@ -125,8 +126,7 @@ def main(argv=None) -> int:
                      f"{r['direct_ms']['p99']} | {r['api_ms']['p99']} | "
                      f"{r['overhead_ms']['p99']} | {r['ratio']['p99']} | "
                      f"{r['server_task_ms']['p50']} | {r['replica_pipeline_ms']['p50']} |")
-    (out / "overhead.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.output, "overhead", report, "\n".join(lines) + "\n")
     return 0
 
 

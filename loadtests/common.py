@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 import statistics
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -50,10 +52,12 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
             "mean": round(statistics.fmean(ordered), 2), "n": len(ordered)}
 
 
-def start_local_server(families: dict | None = None, limits: dict | None = None, port: int = 0):
-    """A Tessera app on a fresh local Ray, for benchmarks run without TESSERA_URL.
+def start_local_apps(apps: dict[str, dict], port: int = 0):
+    """Tessera apps on a fresh local Ray, for benchmarks run without TESSERA_URL.
 
-    Returns (base_url, api_key, stop).
+    `apps` maps a route name ("" for the root) to its config args; the apps share one data dir
+    and each named app gets its own instance (task and model actors). Returns
+    (base_url, api_keys, stop).
     """
     import tempfile
 
@@ -62,17 +66,16 @@ def start_local_server(families: dict | None = None, limits: dict | None = None,
     from ray import serve
 
     from serve_app.builder import build_app
+    from serve_app.local_cluster import free_port
 
-    if not port:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    port = port or free_port()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     data_dir = tempfile.mkdtemp(prefix="tessera-bench-")
-    args = {"data_dir": data_dir, "families": families or {"flux": {"num_replicas": 1}},
-            "limits": limits or {}}
-    serve.run(build_app(args), name="bench", route_prefix="/")
+    for name, args in apps.items():
+        named = {"instance": f"bench-{name}"} if name else {}
+        serve.run(build_app({"data_dir": data_dir, **named, **args}), name=name or "bench",
+                  route_prefix=f"/{name}")
 
     def stop():
         serve.shutdown()
@@ -80,3 +83,18 @@ def start_local_server(families: dict | None = None, limits: dict | None = None,
 
     keys = [kv.split("=")[0] for kv in os.environ["TESSERA_API_KEYS"].split(",")]
     return f"http://127.0.0.1:{port}", keys, stop
+
+
+def start_local_server(families: dict | None = None, limits: dict | None = None, port: int = 0):
+    """One Tessera app at the root of a fresh local Ray (default: one FLUX replica)."""
+    return start_local_apps({"": {"families": families or {"flux": {"num_replicas": 1}},
+                                  "limits": limits or {}}}, port)
+
+
+def write_report(output: str, name: str, report, markdown: str) -> None:
+    """<output>/<name>.json and <output>/<name>.md, and the Markdown on stdout."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2))
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)

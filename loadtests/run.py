@@ -13,15 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import json
 import os
 import random
 import time
-from pathlib import Path
 
 import httpx
 
-from loadtests.common import api_keys, import_tiny, percentiles, require_loopback
+from loadtests.common import api_keys, import_tiny, percentiles, require_loopback, write_report
 
 FINAL = ("completed", "failed")
 
@@ -232,11 +230,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     report = asyncio.run(run(args))
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.output, "report", report, markdown(report))
     return 1 if report["lost"] else 0
 
 

@@ -69,6 +69,15 @@ class LocalCluster:
         self.cluster.shutdown()
 
 
+def actor_nodes(class_name: str) -> list[str]:
+    """Node ids of the live actors of a class (e.g. "ServeReplica:tessera:family-flux"), one
+    per actor. Read from the GCS: the state API would need the dashboard, which stays off."""
+    import ray
+
+    return [a["Address"]["NodeID"] for a in ray._private.state.actors().values()
+            if a["State"] == "ALIVE" and a["ActorClassName"] == class_name]
+
+
 def gpu_family_args(max_replicas: int = 2) -> dict:
     """FLUX on one GPU per replica, reacting within seconds (demo settings, not production's)."""
     return {"families": {"flux": {"num_gpus": 1, "num_cpus": 0.5, "autoscaling": {

@@ -12,6 +12,8 @@ import time
 import httpx
 import pytest
 
+from serve_app.local_cluster import actor_nodes
+
 pytestmark = pytest.mark.cluster
 
 KEY = "cluster-key"
@@ -60,42 +62,28 @@ def wait(client, task_id, timeout=240):
     raise AssertionError(f"{task_id} still {task['status']}")
 
 
-def replica_nodes() -> dict[str, set[str]]:
-    import ray
+FLUX = "ServeReplica:tessera:family-flux"
 
-    out: dict[str, set[str]] = {}
-    for actor in ray._private.state.actors().values():
-        if actor["State"] == "ALIVE":
-            out.setdefault(actor["ActorClassName"], set()).add(actor["Address"]["NodeID"])
-    return out
+
+def nodes_of(class_name: str) -> set[str]:
+    return set(actor_nodes(class_name))
 
 
 def test_family_replicas_run_only_on_gpu_nodes(cluster, client, model):
     r = client.post("/v1/images/generations", json={"model": model, "prompt": "p",
                                                     "size": "64x64"})
     assert wait(client, r.json()["task_id"])["status"] == "completed"
-    nodes = replica_nodes()
+    nodes = {name: nodes_of(name) for name in (FLUX, "TaskManager", "ModelRegistry")}
     gpu = {n.node_id for n in cluster.gpu_nodes}
     head = cluster.cluster.head_node.node_id
-    assert nodes["ServeReplica:tessera:family-flux"] <= gpu, nodes
+    assert nodes[FLUX] <= gpu, nodes
     # the ingress may run anywhere; the single writers of state stay on the head
     assert nodes["TaskManager"] == {head} and nodes["ModelRegistry"] == {head}, nodes
 
 
-def flux_replicas(cluster) -> list[str]:
-    return [node for node in replica_nodes_list("ServeReplica:tessera:family-flux")]
-
-
-def replica_nodes_list(class_name: str) -> list[str]:
-    import ray
-
-    return [a["Address"]["NodeID"] for a in ray._private.state.actors().values()
-            if a["State"] == "ALIVE" and a["ActorClassName"] == class_name]
-
-
 def test_rarely_used_family_scales_from_zero_and_back_to_zero(cluster, client):
     sdxl = "ServeReplica:tessera:family-sdxl"
-    assert replica_nodes_list(sdxl) == []  # nothing runs before the first task
+    assert actor_nodes(sdxl) == []  # nothing runs before the first task
     v = client.post("/v1/my-models/validate-hf", json={"hf_model_id": "tessera/tiny-sdxl"})
     model = client.post("/v1/my-models/import-hf",
                         json={"validation_id": v.json()["validation_id"]}).json()["id"]
@@ -105,32 +93,32 @@ def test_rarely_used_family_scales_from_zero_and_back_to_zero(cluster, client):
     task = wait(client, r.json()["task_id"])
     assert task["status"] == "completed", task.get("error")
     cold_s = time.time() - started
-    assert set(replica_nodes_list(sdxl)) <= {n.node_id for n in cluster.gpu_nodes}
+    assert set(actor_nodes(sdxl)) <= {n.node_id for n in cluster.gpu_nodes}
     idle = time.time()
-    while time.time() - idle < 120 and replica_nodes_list(sdxl):
+    while time.time() - idle < 120 and actor_nodes(sdxl):
         time.sleep(0.5)
-    assert replica_nodes_list(sdxl) == []
+    assert actor_nodes(sdxl) == []
     print(f"cold start to completed {cold_s:.1f}s, back to zero {time.time() - idle:.1f}s "
           "after idle")
 
 
 def test_replicas_scale_up_under_load_and_back_down(cluster, client, model):
-    assert len(flux_replicas(cluster)) == 1
+    assert len(actor_nodes(FLUX)) == 1
     # enough work to outlast Serve's metric reporting (a few seconds) several times over
     ids = [client.post("/v1/images/generations", json={
         "model": model, "prompt": f"load {i}", "size": "512x512", "num_inference_steps": 50,
     }).json()["task_id"] for i in range(24)]
     started, most = time.time(), []
     while time.time() - started < 120 and len(most) < 2:
-        most = flux_replicas(cluster)
+        most = actor_nodes(FLUX)
         time.sleep(0.5)
     scaled_up_s = time.time() - started
     assert len(most) == 2, most
     assert set(most) == {n.node_id for n in cluster.gpu_nodes}  # one per GPU node
     assert all(wait(client, t)["status"] == "completed" for t in ids)
-    idle, now = time.time(), flux_replicas(cluster)
+    idle, now = time.time(), actor_nodes(FLUX)
     while time.time() - idle < 120 and len(now) > 1:
-        now = flux_replicas(cluster)
+        now = actor_nodes(FLUX)
         time.sleep(0.5)
     assert len(now) == 1, now
     print(f"scaled up in {scaled_up_s:.1f}s, down {time.time() - idle:.1f}s after idle")
@@ -151,6 +139,5 @@ def test_node_loss_then_return_loses_no_task(cluster, client, model):
     cluster.add_gpu_node()
     tasks = [wait(client, t) for t in ids]
     assert [t["status"] for t in tasks] == ["completed"] * 4, [t.get("error") for t in tasks]
-    nodes = replica_nodes()
-    assert nodes.get("ServeReplica:tessera:family-flux", set()) <= {
-        n.node_id for n in cluster.gpu_nodes}, nodes
+    nodes = nodes_of(FLUX)
+    assert nodes <= {n.node_id for n in cluster.gpu_nodes}, nodes
