@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
 from deployments.batcher import Batcher
-from deployments.invariance import make_batch_invariant
+from deployments.invariance import invariant_execution, make_batch_invariant
 from serve_app.metrics import m
 from serve_app.telemetry import extract, setup_logging, setup_tracing, task_attributes, tracer
 
@@ -452,7 +452,9 @@ class FamilyDeployment:
         import torch
 
         pipe = self.pipeline_for(base, group[0].params.task)
-        with torch.inference_mode():
+        invariant = (invariant_execution(self.device) if self.batch_invariant
+                     else contextlib.nullcontext())
+        with torch.inference_mode(), invariant:
             return pipe(**self.call_kwargs(pipe, group)).images
 
     async def check_health(self):

@@ -15,88 +15,65 @@ import time
 import pytest
 from PIL import Image
 
-from deployments.base import FamilyDeployment, GenerateParams, Job, encode_image
+from deployments.base import Job
 from deployments.registry import FAMILIES
 from tests.conftest import import_model, wait_task
+from tests.support.batch_check import (load, params, run, run_check, runner,
+                                       supported_capabilities)
 from tests.test_api import download
-from tests.test_families import family_param
+from tests.test_families import NEEDS_TORCHVISION, family_param
 
 TEXT_TO_IMAGE = sorted(n for n, s in FAMILIES.items() if "text-to-image" in s.pipelines)
+RUNNABLE = [n for n in TEXT_TO_IMAGE if n not in NEEDS_TORCHVISION]
+
+
+CAPABILITIES = supported_capabilities()
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tiny-inproc")
+def checks(tmp_path_factory):
+    """Alone-against-batched results per CPU kernel capability, each run once when first asked
+    for (one subprocess per capability: PyTorch fixes its kernels per process)."""
+    tiny_dir = tmp_path_factory.mktemp("tiny-inproc")
+    done: dict[str, dict] = {}
+
+    def get(capability: str) -> dict:
+        if capability not in done:
+            done[capability] = run_check(capability, tiny_dir, RUNNABLE,
+                                         tiny_dir / f"{capability}.json")
+            assert done[capability]["capability"] == capability.upper(), done[capability]
+        return done[capability]
+
+    return get
 
 
-def runner(spec, max_batch_images: int = 8) -> FamilyDeployment:
-    """The replica's batching code without a replica: same SPEC, grouping and pipeline call."""
-    r = FamilyDeployment.__new__(FamilyDeployment)
-    r.SPEC, r._pipes, r.max_batch_images = spec, {}, max_batch_images
-    return r
+@pytest.mark.parametrize("capability", CAPABILITIES)
+def test_position_sensitive_functions_are_invariant(capability, checks):
+    """silu, gelu, sigmoid, softmax, norms, ... on every sample alone and at every position of
+    a batch give the same bits once the pipeline runs batch-invariant."""
+    ops = checks(capability)["ops"]
+    assert ops["invariant"] == {}, ops
 
 
-def load(spec, tiny_dir):
-    from diffusers import DiffusionPipeline
-
-    from deployments.invariance import make_batch_invariant
-    from serve_app.validation import ensure_tiny_checkpoint
-
-    pipe = DiffusionPipeline.from_pretrained(str(ensure_tiny_checkpoint(tiny_dir, spec)))
-    pipe.set_progress_bar_config(disable=True)
-    return make_batch_invariant(pipe)
-
-
-def params(i: int, prompt: str, seeds: list[int], **more) -> GenerateParams:
-    fields = dict(task_id=f"t{i}", tenant="a", model_id="m", prompt=prompt, width=64, height=64,
-                  num_inference_steps=2, guidance_scale=3.5, seeds=seeds)
-    return GenerateParams(**(fields | more))
-
-
-def run(r: FamilyDeployment, pipe, jobs: list[Job]) -> dict[str, list[bytes]]:
-    """PNG bytes per task, running the jobs grouped as the replica groups them."""
-    out: dict[str, list[bytes]] = {}
-    for group in r.batch_groups(jobs):
-        images = r._run_pipeline(pipe, group)
-        for job in group:
-            k = len(job.params.seeds)
-            out[job.params.task_id] = [encode_image(im, "png") for im in images[:k]]
-            images = images[k:]
-    return out
-
-
+@pytest.mark.parametrize("capability", CAPABILITIES)
 @pytest.mark.parametrize("family", [family_param(n) for n in TEXT_TO_IMAGE])
-def test_same_bytes_alone_or_in_a_batch(family, tiny_dir):
+def test_same_bytes_alone_or_in_a_batch(family, capability, checks):
     spec = FAMILIES[family]
-    r, pipe = runner(spec), load(spec, tiny_dir)
-    negative = "blurry" if spec.parameters.negative_prompt else None
-    tasks = [params(0, "a red fox in the snow", [11], negative_prompt=negative),
-             params(1, "a lighthouse", [12, 13], negative_prompt=negative),
-             params(2, "a much longer prompt about a small blue boat on a calm lake at dawn",
-                    [11], negative_prompt=negative)]
-    batched = run(r, pipe, [Job(p, None) for p in tasks])
-    groups = r.batch_groups([Job(p, None) for p in tasks])
+    result = checks(capability)["families"][family]
     if not (spec.single_prompt or spec.batch_by_prompt):
-        assert len(groups) == 1  # different prompts and seeds share one call
-    for p in tasks:
-        alone = run(r, pipe, [Job(p, None)])
-        assert alone[p.task_id] == batched[p.task_id], p.task_id
-    # one generator per image: the same seed in another task is the same image only with the
-    # same prompt; different seeds in one task are different images
-    assert batched["t1"][0] != batched["t1"][1]
+        assert result["groups"] == 1  # different prompts and seeds share one call
+    else:
+        assert result["groups"] == 3  # only the two tasks with one prompt share a call
+    assert result["mismatched"] == [], result  # each task alone == in the batch, both orders
+    # one generator per image: different seeds in one task are different images
+    assert result["distinct_seeds_differ"], result
 
 
-def test_image_to_image_batches_per_input(tiny_dir):
-    spec = FAMILIES["flux"]
-    r, pipe = runner(spec), load(spec, tiny_dir)
-    red, blue = Image.new("RGB", (64, 64), (200, 30, 30)), Image.new("RGB", (64, 64), (20, 40, 220))
-    tasks = [Job(params(i, "a cat", [5], task="image-to-image", strength=0.5, num_inference_steps=4,
-                        image_keys=["in"]), None, [im]) for i, im in enumerate((red, blue))]
-    assert len(r.batch_groups(tasks)) == 1
-    batched = run(r, pipe, tasks)
-    for job in tasks:
-        assert run(r, pipe, [job])[job.params.task_id] == batched[job.params.task_id]
-    assert batched["t0"] != batched["t1"]  # each task kept its own input image
+@pytest.mark.parametrize("capability", CAPABILITIES)
+def test_image_to_image_batches_per_input(capability, checks):
+    result = checks(capability)["families"]["flux:image-to-image"]
+    assert result["groups"] == 1 and result["mismatched"] == [], result
+    assert result["inputs_kept"]  # each task kept its own input image
 
 
 def test_incompatible_tasks_never_share_a_call():
@@ -124,24 +101,19 @@ def test_edits_with_their_own_image_do_not_merge():
 
 
 @pytest.mark.gpu
-def test_same_bytes_alone_or_in_a_batch_on_cuda(tiny_dir):
+def test_same_bytes_alone_or_in_a_batch_on_cuda(tmp_path):
     """The same check on a GPU in bfloat16, where cuBLAS also picks kernels by shape."""
     import torch
-    from diffusers import DiffusionPipeline
 
-    from deployments.invariance import make_batch_invariant
-    from serve_app.validation import ensure_tiny_checkpoint
+    from tests.support.batch_check import compare
 
     spec = FAMILIES["flux"]
-    pipe = DiffusionPipeline.from_pretrained(str(ensure_tiny_checkpoint(tiny_dir, spec)),
-                                             dtype=torch.bfloat16).to("cuda")
-    pipe.set_progress_bar_config(disable=True)
     r = runner(spec)
-    make_batch_invariant(pipe)
+    r.device = "cuda"
+    pipe = load(spec, str(tmp_path), device="cuda", dtype=torch.bfloat16)
     tasks = [params(i, prompt, [i + 1]) for i, prompt in enumerate(("a fox", "a boat", "x"))]
-    batched = run(r, pipe, [Job(p, None) for p in tasks])
-    for p in tasks:
-        assert run(r, pipe, [Job(p, None)])[p.task_id] == batched[p.task_id], p.task_id
+    result = compare(r, pipe, [Job(p, None) for p in tasks])
+    assert result["groups"] == 1 and result["mismatched"] == [], result
 
 
 # ---------------------------------------------------------------- over HTTP
