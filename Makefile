@@ -19,9 +19,13 @@ install: $(STAMP)
 serve: install
 	$(BIN)/serve run serve_app.builder:build_app
 
+# Every tier runs even when an earlier one fails, so one run shows every failure; the exit
+# status is non-zero if any tier failed.
 test: install
-	$(BIN)/python -m pytest -q -m "not cluster" tests
-	$(BIN)/python -m pytest -q -m cluster tests
+	@status=0; \
+	$(BIN)/python -m pytest -q -m "not cluster" tests || status=1; \
+	$(BIN)/python -m pytest -q -m cluster tests || status=1; \
+	exit $$status
 
 test-all: install
 	$(BIN)/python -m pytest -q tests

@@ -8,16 +8,42 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from deployments.base import GenerateParams, ParameterSpec
 from serve_app.errors import InvalidRequestError, UnsupportedTaskError
 
-SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*$")
+SIZE_PATTERN = r"^\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*$"
+SIZE_RE = re.compile(SIZE_PATTERN)
+NOT_BLANK = r"\S"  # JSON Schema patterns search: "holds a non-space character"
 SIDE_MULTIPLE = 16
 MAX_SEED = 2**32 - 1
+# The envelope of every model's bounds, which the schema can promise whatever the model (each
+# family's ParameterSpec lies inside it: a unit test checks). A model's own, tighter bounds are
+# in its `parameters` (/v1/models) and are enforced per request.
+API_MAX_STEPS = 100
+API_MAX_GUIDANCE = 100.0
+API_MIN_SIDE, API_MAX_SIDE = 64, 3072
+# sides are rounded to SIDE_MULTIPLE first, so these raw values round into the envelope
+_RAW_MIN_SIDE = API_MIN_SIDE - SIDE_MULTIPLE // 2
+_RAW_MAX_SIDE = API_MAX_SIDE + SIDE_MULTIPLE // 2 - 1
+
+
+def _set(name: str, json_type: str) -> dict:
+    """JSON Schema: `name` is present and not null."""
+    return {"required": [name], "properties": {name: {"type": json_type}}}
+
+
+# The size forms as JSON Schema, so generated clients know them: `size` or `width`+`height`,
+# not both; `width` and `height` together. (The model validator enforces the same.)
+_SIZE_FORMS = {
+    "not": {"anyOf": [{"allOf": [_set("size", "string"), _set(side, "integer")]}
+                      for side in ("width", "height")]},
+    "allOf": [{"if": _set(a, "integer"), "then": _set(b, "integer")}
+              for a, b in (("width", "height"), ("height", "width"))],
+}
 
 
 class _Request(BaseModel):
@@ -90,16 +116,19 @@ class ModelList(BaseModel):
 class _ImageRequest(_Request):
     """Fields shared by generations and edits."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SIZE_FORMS)
+
     model: str = Field(min_length=1, max_length=256)
-    prompt: str = Field(min_length=1, max_length=4000)
+    prompt: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK})
     negative_prompt: str | None = Field(None, max_length=4000)
     n: int = Field(1, ge=1, le=4)
-    size: str | None = Field(None, description='"WxH", e.g. "1024x768"')
-    width: int | None = Field(None, ge=1, le=16384)
-    height: int | None = Field(None, ge=1, le=16384)
-    num_inference_steps: int | None = Field(None, ge=1, le=1000)
-    guidance_scale: float | None = Field(None, ge=0, le=100)
-    seed: int | None = Field(None, ge=-1, le=MAX_SEED)
+    size: str | None = Field(None, description='"WxH", e.g. "1024x768"; or width and height',
+                             json_schema_extra={"pattern": SIZE_PATTERN})
+    width: int | None = Field(None, ge=_RAW_MIN_SIDE, le=_RAW_MAX_SIDE)
+    height: int | None = Field(None, ge=_RAW_MIN_SIDE, le=_RAW_MAX_SIDE)
+    num_inference_steps: int | None = Field(None, ge=1, le=API_MAX_STEPS)
+    guidance_scale: float | None = Field(None, ge=0, le=API_MAX_GUIDANCE)
+    seed: int | None = Field(None, ge=-1, le=MAX_SEED, description="null or -1: random")
     output_format: Literal["png", "jpeg", "webp"] = "png"
     response_format: Literal["url", "b64_json"] = "url"
 
@@ -110,14 +139,19 @@ class _ImageRequest(_Request):
             raise ValueError("prompt must not be blank")
         return v
 
+    @field_validator("size")
+    @classmethod
+    def _size_shape(cls, v: str | None) -> str | None:
+        if v is not None and not SIZE_RE.match(v):
+            raise ValueError('size must look like "1024x768"')
+        return v
+
     @model_validator(mode="after")
     def _size_forms(self):
         if self.size is not None and (self.width is not None or self.height is not None):
             raise ValueError("give either size or width and height, not both")
         if (self.width is None) != (self.height is None):
             raise ValueError("width and height go together")
-        if self.size is not None and not SIZE_RE.match(self.size):
-            raise ValueError('size must look like "1024x768"')
         return self
 
     def requested_size(self, default: tuple[int, int]) -> tuple[int, int]:
@@ -169,6 +203,9 @@ class GenerationRequest(_ImageRequest):
 class ImageRef(_Request):
     """An input image given by reference: exactly one of the fields."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [
+        _set(name, "string") for name in ("image_url", "upload_id", "b64_json")]})
+
     image_url: str | None = Field(None, max_length=4096)
     upload_id: str | None = Field(None, max_length=128)
     b64_json: str | None = None
@@ -181,6 +218,8 @@ class ImageRef(_Request):
 
 
 ImageInput = str | ImageRef
+# 1 to 4 reference images, in the schema; `EditRequest._some_images` says it in words
+ImageList = Annotated[list[ImageInput], Field(json_schema_extra={"minItems": 1, "maxItems": 4})]
 
 
 def image_source(value: ImageInput) -> tuple[str, str]:
@@ -199,7 +238,7 @@ def image_source(value: ImageInput) -> tuple[str, str]:
 
 
 class EditRequest(_ImageRequest):
-    image: ImageInput | list[ImageInput] = Field(
+    image: ImageInput | ImageList = Field(
         description="base64 (plain or data URI), an http(s) URL, an upload_id, or an object "
                     "with one of image_url / upload_id / b64_json; a list for models that take "
                     "several reference images")

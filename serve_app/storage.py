@@ -164,7 +164,9 @@ class LocalDiskStore(OutputStore):
         return removed
 
     def _signature(self, method: str, key: str, expires: int) -> str:
-        msg = f"{method}\n{key}\n{expires}".encode()
+        # surrogatepass: a key decoded from a URL may hold lone surrogates; it must still sign
+        # (and fail to match), never crash
+        msg = f"{method}\n{key}\n{expires}".encode("utf-8", "surrogatepass")
         return hmac.new(self._secret, msg, hashlib.sha256).hexdigest()
 
     def _signed(self, method: str, key: str, base_url: str, ttl_s: int) -> str:
@@ -182,7 +184,9 @@ class LocalDiskStore(OutputStore):
     def verify(self, method: str, key: str, expires: int, signature: str) -> None:
         if expires < time.time():
             raise InvalidSignatureError("this link has expired; ask the API for a fresh one")
-        if not hmac.compare_digest(self._signature(method, key, expires), signature):
+        # compare bytes: compare_digest refuses str holding non-ASCII characters
+        given = signature.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(self._signature(method, key, expires).encode(), given):
             raise InvalidSignatureError("the link's signature does not match")
 
 

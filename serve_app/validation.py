@@ -8,14 +8,18 @@ thread.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -121,7 +125,7 @@ def locate(model_id: str, data_dir: str | Path) -> Located:
                 f"{explain_build_error(exc)}"])
         return Located(source=model_id, root=root, looked=["built-in tiny checkpoints"])
     path = Path(model_id).expanduser()
-    if path.is_dir():
+    if _is_dir(path):
         path = path.resolve()
         return Located(source=str(path), root=path, looked=[f"local directory {path}"])
     if model_id.startswith(("/", ".", "~")) or not REPO_ID_RE.match(model_id):
@@ -131,34 +135,92 @@ def locate(model_id: str, data_dir: str | Path) -> Located:
     return _locate_on_hub(model_id)
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte: not a dir
+        return False
+
+
+HUB_PROBE_TIMEOUT_S = 2.0
+HUB_PROBE_TTL_S = 30.0
+_hub_probes: dict[str, tuple[float, str | None]] = {}
+
+
+def hub_unreachable(endpoint: str) -> str | None:
+    """Why the Hub cannot be reached (None: its host accepts connections), cached briefly.
+
+    huggingface_hub retries a failed connection five times with backoff (23 s measured with no
+    network); one quick TCP probe first lets validation answer at once instead.
+    """
+    now = time.monotonic()
+    cached = _hub_probes.get(endpoint)
+    if cached is not None and now - cached[0] < HUB_PROBE_TTL_S:
+        return cached[1]
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+
+    def probe() -> None:
+        socket.create_connection((parts.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+
+    # in a thread: name resolution is not bounded by the socket timeout
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        pool.submit(probe).result(timeout=HUB_PROBE_TIMEOUT_S + 0.5)
+        reason = None
+    except concurrent.futures.TimeoutError:
+        reason = f"no answer from {parts.hostname}:{port} within {HUB_PROBE_TIMEOUT_S:g} s"
+    except OSError as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    finally:
+        pool.shutdown(wait=False)
+    _hub_probes[endpoint] = (now, reason)
+    return reason
+
+
 def _locate_on_hub(repo_id: str) -> Located:
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import (
+        HFValidationError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
-    found = Located(source=repo_id, hub=True,
-                    looked=[f"Hugging Face cache {constants.HF_HUB_CACHE}"])
-    cached = try_to_load_from_cache(repo_id, "model_index.json")
+    cache = constants.HF_HUB_CACHE
+    found = Located(source=repo_id, hub=True, looked=[f"Hugging Face cache {cache}"])
+    try:
+        cached = try_to_load_from_cache(repo_id, "model_index.json")
+    except HFValidationError as exc:  # e.g. "a--b/c", "a/b..c": shapes the Hub forbids
+        found.errors.append(f"{repo_id!r} is not a valid Hugging Face repo id: {exc}")
+        return found
     if isinstance(cached, str):
         found.root = Path(cached).parent
         return found
+    not_cached = f"{repo_id}: model_index.json is not in the Hugging Face cache at {cache}"
     if hub_offline():
         found.looked.append("the Hugging Face Hub (skipped: HF_HUB_OFFLINE is set)")
-        found.errors.append(
-            f"{repo_id}: model_index.json is not in the Hugging Face cache at "
-            f"{constants.HF_HUB_CACHE} and HF_HUB_OFFLINE is set, so the Hub was not asked")
+        found.errors.append(f"{not_cached} and HF_HUB_OFFLINE is set, so the Hub was not "
+                            "asked: the weights could not be reached")
         return found
     found.looked.append(f"the Hugging Face Hub at {constants.ENDPOINT}")
+    unreachable = hub_unreachable(constants.ENDPOINT)
+    if unreachable:
+        found.errors.append(f"{not_cached}, and the Hub at {constants.ENDPOINT} could not be "
+                            f"reached ({unreachable}): the weights could not be reached. "
+                            "Put the model in the cache, or point HF_ENDPOINT at a mirror.")
+        return found
     try:
-        found.root = Path(hf_hub_download(repo_id, "model_index.json")).parent
-    except Exception as exc:  # network down, repo missing, gated: all mean "not reachable"
-        name = type(exc).__name__
-        if "EntryNotFound" in name:
-            found.errors.append(f"{repo_id} has no model_index.json: it is not a diffusers "
-                                "pipeline checkpoint")
-        else:
-            found.errors.append(
-                f"{repo_id}: weights could not be reached: not in the Hugging Face cache at "
-                f"{constants.HF_HUB_CACHE}, and the Hub at {constants.ENDPOINT} answered "
-                f"{name}: {str(exc)[:200]}")
+        found.root = Path(hf_hub_download(repo_id, "model_index.json", etag_timeout=5)).parent
+    except RemoteEntryNotFoundError:
+        found.errors.append(f"{repo_id} has no model_index.json on the Hub: it is not a "
+                            "diffusers pipeline checkpoint")
+    except RepositoryNotFoundError:
+        found.errors.append(f"{repo_id}: no such repository on the Hub at {constants.ENDPOINT} "
+                            "(or it is private or gated: set HF_TOKEN)")
+    except Exception as exc:  # LocalEntryNotFoundError (connection lost), timeouts, 5xx
+        found.errors.append(f"{not_cached}, and the Hub at {constants.ENDPOINT} answered "
+                            f"{type(exc).__name__}: {str(exc)[:200]}: the weights could not "
+                            "be reached")
     return found
 
 
@@ -185,6 +247,10 @@ def _read_license(root: Path | None, repo_id: str, hub: bool) -> str | None:
     if root is not None and (root / "README.md").exists():
         text = (root / "README.md").read_text(errors="replace")
     elif hub and not hub_offline():
+        from huggingface_hub import constants
+
+        if hub_unreachable(constants.ENDPOINT):
+            return None
         try:
             from huggingface_hub import hf_hub_download
 
@@ -290,7 +356,7 @@ def _validate_finetune(model_id: str, entry, config, validation_id: str) -> Vali
     out = validate(entry.base_model, config, validation_id)
     out.hf_model_id = model_id
     # A fine-tune repo holds transformer weights only, no model_index.json: look for the file.
-    if Path(model_id).is_dir():
+    if _is_dir(Path(model_id)):
         weights, where = Path(model_id) / TRANSFORMER_FILE, f"local directory {model_id}"
     else:
         from huggingface_hub import constants, try_to_load_from_cache
@@ -299,7 +365,7 @@ def _validate_finetune(model_id: str, entry, config, validation_id: str) -> Vali
         weights = Path(cached) if isinstance(cached, str) else None
         where = f"Hugging Face cache {constants.HF_HUB_CACHE}"
     if weights is None or not weights.exists():
-        if not Path(model_id).is_dir() and not hub_offline():
+        if not _is_dir(Path(model_id)) and not hub_offline():
             out.warnings.append(f"{model_id}/{TRANSFORMER_FILE} is not cached; it will be "
                                 "downloaded on first use")
         else:

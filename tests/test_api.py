@@ -249,7 +249,7 @@ def test_formats_and_b64(client_a, tiny_flux_a):
 @pytest.mark.parametrize("fields, param", [
     ({"n": 5}, "n"),
     ({"n": 0}, "n"),
-    ({"size": "big"}, None),
+    ({"size": "big"}, "size"),
     ({"size": "4096x4096"}, "size"),
     ({"size": "16x16"}, "size"),
     ({"size": "64x64", "width": 64, "height": 64}, None),

@@ -18,8 +18,7 @@ from PIL import Image
 from deployments.base import Job
 from deployments.registry import FAMILIES
 from tests.conftest import import_model, wait_task
-from tests.support.batch_check import (load, params, run, run_check, runner,
-                                       supported_capabilities)
+from tests.support.batch_check import load, params, run_check, runner, supported_capabilities
 from tests.test_api import download
 from tests.test_families import NEEDS_TORCHVISION, family_param
 

@@ -72,6 +72,52 @@ def test_seeds_random_when_missing_and_consecutive_for_n():
     assert edge.seeds == [2**32 - 1, 0]
 
 
+def test_every_model_fits_the_schema_envelope():
+    """The OpenAPI bounds are the widest any model allows: no model accepts what the schema
+    refuses, so a client generated from the schema can reach every model's full range."""
+    from serve_app import protocol
+
+    specs = [(f.name, f.parameters) for f in FAMILIES.values()] + [
+        (e.id, e.parameters) for e in CATALOG.values() if e.parameters is not None]
+    for name, p in specs:
+        assert p.max_steps <= protocol.API_MAX_STEPS, name
+        assert p.max_guidance_scale <= protocol.API_MAX_GUIDANCE, name
+        assert protocol.API_MIN_SIDE <= p.min_side and p.max_side <= protocol.API_MAX_SIDE, name
+    # the extremes of the schema's raw sides round into the envelope
+    for side in (protocol._RAW_MIN_SIDE, protocol._RAW_MAX_SIDE):
+        params, _ = GenerationRequest(model="m", prompt="p", width=side, height=side
+                                      ).to_generate_params(
+            task_id="t", tenant="a", created_at=0,
+            spec=SPEC.model_copy(update={"min_side": protocol.API_MIN_SIDE,
+                                         "max_side": protocol.API_MAX_SIDE,
+                                         "max_pixels": protocol.API_MAX_SIDE ** 2}))
+        assert params.width in (protocol.API_MIN_SIDE, protocol.API_MAX_SIDE)
+
+
+def test_schema_states_the_size_forms():
+    """What the validators enforce, the JSON Schema says too (for generated clients)."""
+    import jsonschema
+
+    from serve_app.protocol import SIZE_RE
+
+    schema = GenerationRequest.model_json_schema()
+    base = {"model": "m", "prompt": "p"}
+    for body, ok in [({}, True), ({"size": "64x64"}, True), ({"width": 64, "height": 64}, True),
+                     ({"size": "64x64", "width": 64}, False), ({"width": 64}, False),
+                     ({"height": 64, "width": None}, False), ({"size": None, "width": 64,
+                                                               "height": 64}, True),
+                     ({"size": "big"}, False), ({"prompt": "  "}, False)]:
+        valid = jsonschema.Draft202012Validator(schema).is_valid({**base, **body})
+        assert valid == ok, body
+        try:
+            GenerationRequest(**{**base, **body})
+            accepted = True
+        except ValueError:
+            accepted = False
+        assert accepted == ok, body
+    assert SIZE_RE.match("1024 x 768")
+
+
 def test_blank_negative_prompt_is_absent():
     params, _ = convert(negative_prompt="  ")
     assert params.negative_prompt is None
@@ -230,3 +276,62 @@ def test_url_guard_refuses_private_addresses():
         with pytest.raises(ForbiddenURLError):
             check_url_allowed(url, param="image", allow_private=False)
     check_url_allowed("http://127.0.0.1/x.png", param="image", allow_private=True)
+
+
+# ---------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("key, signature", [
+    ("ûdI", "ûdI"), ("a/b.png", "\x02.\x91ÒÜóF\U000ec915Ëb\U0002c667é"), ("a/b.png", "\udcff"),
+    ("a/\udcff.png", "00"), ("a/b.png", "")])
+def test_signed_links_refuse_any_signature_without_crashing(tmp_path, key, signature):
+    from serve_app.storage import InvalidSignatureError, LocalDiskStore
+
+    store = LocalDiskStore(tmp_path / "files", tmp_path / "secret", None)
+    with pytest.raises(InvalidSignatureError):
+        store.verify("GET", key, 2**40, signature)
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: connections are refused
+
+
+@pytest.mark.parametrize("model_id, says", [
+    ("x" * 1000, "neither a local directory nor"),
+    ("a/" + "b" * 998, "not a valid Hugging Face repo id"),
+    ("a--b/c", "not a valid Hugging Face repo id"),
+    ("a/b\x00c", "neither a local directory nor"),
+])
+def test_validate_answers_odd_ids_with_a_reason(tmp_path, model_id, says):
+    from serve_app.config import TesseraConfig
+    from serve_app.validation import validate
+
+    result = validate(model_id, TesseraConfig(data_dir=str(tmp_path)), "val_x")
+    assert not result.supported and says in result.errors[0], result.errors
+
+
+def test_validate_says_the_hub_was_unreachable_quickly(tmp_path, monkeypatch):
+    """A repo id that is not cached, with the Hub unreachable: 'could not be reached', at once
+    (huggingface_hub alone retries for 23 s), never 'not a diffusers pipeline'."""
+    import time
+
+    from huggingface_hub import constants
+
+    from serve_app import validation
+    from serve_app.config import TesseraConfig
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    started = time.monotonic()
+    result = validation.validate("black-forest-labs/FLUX.1-schnell",
+                                 TesseraConfig(data_dir=str(tmp_path)), "val_x")
+    assert time.monotonic() - started < 5
+    assert not result.supported
+    message = result.errors[0]
+    assert "could not be reached" in message and "not a diffusers" not in message
+    assert str(tmp_path / "empty-cache") in message  # where it looked
