@@ -124,12 +124,11 @@ def locate(model_id: str, data_dir: str | Path) -> Located:
                 f"the tiny {spec.name} checkpoint could not be built here: "
                 f"{explain_build_error(exc)}"])
         return Located(source=model_id, root=root, looked=["built-in tiny checkpoints"])
-    path = Path(model_id).expanduser()
-    if _is_dir(path):
-        path = path.resolve()
+    path = _local_dir(model_id)
+    if path is not None:
         return Located(source=str(path), root=path, looked=[f"local directory {path}"])
     if model_id.startswith(("/", ".", "~")) or not REPO_ID_RE.match(model_id):
-        return Located(looked=[f"local directory {path}"],
+        return Located(looked=[f"local directory {model_id}"],
                        errors=[f"{model_id!r} is neither a local directory nor a Hugging Face "
                                "repo id of the form owner/name"])
     return _locate_on_hub(model_id)
@@ -140,6 +139,15 @@ def _is_dir(path: Path) -> bool:
         return path.is_dir()
     except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte: not a dir
         return False
+
+
+def _local_dir(model_id: str) -> Path | None:
+    """The directory `model_id` names, resolved, or None."""
+    try:
+        path = Path(model_id).expanduser()
+    except RuntimeError:  # "~<unknown user>...": no home directory to expand
+        return None
+    return path.resolve() if _is_dir(path) else None
 
 
 HUB_PROBE_TIMEOUT_S = 2.0

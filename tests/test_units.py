@@ -305,6 +305,7 @@ def closed_port() -> int:
     ("a/" + "b" * 998, "not a valid Hugging Face repo id"),
     ("a--b/c", "not a valid Hugging Face repo id"),
     ("a/b\x00c", "neither a local directory nor"),
+    ("~\x0f\x8d`\U0007061aepp\x85\x0c\x9a", "neither a local directory nor"),  # no home dir
 ])
 def test_validate_answers_odd_ids_with_a_reason(tmp_path, model_id, says):
     from serve_app.config import TesseraConfig
