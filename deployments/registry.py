@@ -1,39 +1,46 @@
-"""Families register themselves here; the rest of Tessera looks them up, never branches on them."""
+"""Every model family, by name and by pipeline class: a static mapping of the families' data.
+
+The rest of Tessera looks families up here and never branches on one.
+"""
 
 from __future__ import annotations
 
-import importlib
+from deployments.families import (
+    flux,
+    flux2,
+    flux_fill,
+    flux_kontext,
+    hunyuan_image,
+    longcat,
+    pixart,
+    qwen_image,
+    qwen_image_edit,
+    sd3,
+    sdxl,
+    z_image,
+)
+from serve_app.core.config import TesseraConfig, default_family_settings
+from serve_app.core.types import FamilySpec
 
-from deployments.base import FamilySpec
+# the built-in tiny random-weight checkpoint of each family is `tessera/tiny-<family>`
+TINY_PREFIX = "tessera/tiny-"
 
-FAMILIES: dict[str, FamilySpec] = {}
-DEPLOYMENTS: dict[str, type] = {}
-_BY_PIPELINE_CLASS: dict[str, str] = {}
-
-# One module per family; importing it registers the family.
-BUILTIN_FAMILY_MODULES = [
-    "deployments.flux",
-    "deployments.flux_fill",
-    "deployments.flux_kontext",
-    "deployments.sd3",
-    "deployments.sdxl",
-    "deployments.pixart",
-    "deployments.qwen_image",
-    "deployments.qwen_image_edit",
-    "deployments.z_image",
-    "deployments.hunyuan_image",
-    "deployments.flux2",
-    "deployments.longcat",
-]
+FAMILIES: dict[str, FamilySpec] = {m.SPEC.name: m.SPEC for m in (
+    flux, flux_fill, flux_kontext, sd3, sdxl, pixart, qwen_image, qwen_image_edit, z_image,
+    hunyuan_image, flux2, longcat)}
 
 
-def register(spec: FamilySpec, deployment) -> None:
-    FAMILIES[spec.name] = spec
-    DEPLOYMENTS[spec.name] = deployment
-    for cls in spec.pipeline_classes:
-        owner = _BY_PIPELINE_CLASS.setdefault(cls, spec.name)
-        if owner != spec.name:
-            raise ValueError(f"pipeline class {cls} registered by {owner} and {spec.name}")
+def _by_pipeline_class() -> dict[str, str]:
+    owners: dict[str, str] = {}
+    for spec in FAMILIES.values():
+        for cls in spec.pipeline_classes:
+            owner = owners.setdefault(cls, spec.name)
+            if owner != spec.name:
+                raise ValueError(f"pipeline class {cls} belongs to {owner} and {spec.name}")
+    return owners
+
+
+_BY_PIPELINE_CLASS = _by_pipeline_class()
 
 
 def family_for_pipeline(class_name: str) -> FamilySpec | None:
@@ -41,5 +48,15 @@ def family_for_pipeline(class_name: str) -> FamilySpec | None:
     return FAMILIES[name] if name else None
 
 
-for _module in BUILTIN_FAMILY_MODULES:
-    importlib.import_module(_module)
+def resolve_families(config: TesseraConfig) -> TesseraConfig:
+    """The config with its families checked and filled: an unknown name is an error; omitted
+    families come with their defaults (warm or scaled to zero, per their spec)."""
+    if config.families is None:
+        families = {name: default_family_settings(spec.warm_by_default)
+                    for name, spec in FAMILIES.items()}
+    else:
+        unknown = sorted(set(config.families) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
+        families = config.families
+    return config.model_copy(update={"families": families})

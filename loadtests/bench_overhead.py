@@ -32,8 +32,8 @@ def direct_times(sizes, repeats, steps, data_dir) -> dict:
     import torch
     from diffusers import FluxPipeline
 
+    from deployments.loading import ensure_tiny_checkpoint
     from deployments.registry import FAMILIES
-    from serve_app.validation import ensure_tiny_checkpoint
 
     pipe = FluxPipeline.from_pretrained(str(ensure_tiny_checkpoint(data_dir, FAMILIES["flux"])))
     pipe.set_progress_bar_config(disable=True)

@@ -8,7 +8,7 @@ import re
 import secrets
 from pathlib import Path
 
-from serve_app.errors import AuthenticationError, InvalidRequestError
+from serve_app.core.errors import AuthenticationError, InvalidRequestError
 
 DEV_TENANT = "dev"
 TENANT_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")

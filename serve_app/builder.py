@@ -12,13 +12,13 @@ import os
 
 from ray.serve import Application
 
-from deployments.base import quiet_libraries
-from deployments.registry import DEPLOYMENTS, FAMILIES
+from deployments.loading import ensure_tiny_checkpoint, explain_build_error, quiet_libraries
+from deployments.registry import FAMILIES, resolve_families
+from deployments.server import FamilyServer
+from serve_app.api.app import Ingress
 from serve_app.auth import dev_key
-from serve_app.config import TesseraConfig, load_config
-from serve_app.ingress import Ingress
-from serve_app.storage import make_store
-from serve_app.validation import ensure_tiny_checkpoint, explain_build_error
+from serve_app.core.config import TesseraConfig, load_config
+from serve_app.core.storage import make_store
 
 logger = logging.getLogger("tessera")
 
@@ -45,12 +45,21 @@ def prepare(config: TesseraConfig) -> None:
                           f"{explain_build_error(exc)}", flush=True)
 
 
+def app_config(args: dict | None = None, environ: dict[str, str] | None = None
+               ) -> TesseraConfig:
+    """The validated config with its families resolved: unknown names are refused, omitted
+    families come with their defaults."""
+    return resolve_families(load_config(args, environ))
+
+
 def build_app(args: dict | None = None) -> Application:
-    config = load_config(args)
+    config = app_config(args)
     prepare(config)
     as_dict = config.model_dump(mode="json")
+    # One server class, bound once per family (as Ray Serve LLM binds one server per model).
     families = {
-        name: DEPLOYMENTS[name].options(**settings.serve_options()).bind(as_dict)
+        name: FamilyServer.options(name=FAMILIES[name].deployment_name,
+                                   **settings.serve_options()).bind(as_dict, name)
         for name, settings in config.enabled_families().items()
     }
     return Ingress.options(**config.ingress.serve_options()).bind(as_dict, families)

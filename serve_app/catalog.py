@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployments.base import ParameterSpec
-from deployments.registry import FAMILIES
-
-TINY_PREFIX = "tessera/tiny-"
+from deployments.registry import FAMILIES, TINY_PREFIX
+from serve_app.core.types import ParameterSpec
+from serve_app.protocol import Pricing
 
 # Licences that allow commercial use without a separate agreement.
 PERMISSIVE_LICENSES = {
@@ -128,3 +127,25 @@ def price_per_image(model_id: str, family: str, pricing) -> float:
     if entry is not None and entry.price_per_image is not None:
         return entry.price_per_image
     return pricing.per_family.get(family, pricing.default_per_image)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What using a model agrees to: its licence, whether that needs acceptance, its price and
+    its parameter bounds. Assembled here only, for validations and the catalog listing alike."""
+
+    license: str | None
+    requires_license_acceptance: bool
+    pricing: Pricing
+    parameters: ParameterSpec
+
+
+def model_terms(model_id: str, family: str, licence: str | None,
+                parameters: ParameterSpec | None, config) -> Terms:
+    entry = CATALOG.get(model_id)
+    return Terms(
+        license=licence, requires_license_acceptance=requires_acceptance(licence),
+        pricing=Pricing(per_image=price_per_image(model_id, family, config.pricing),
+                        currency=config.pricing.currency),
+        parameters=parameters or (entry.parameters if entry else None)
+        or FAMILIES[family].parameters)

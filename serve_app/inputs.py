@@ -17,20 +17,16 @@ import ipaddress
 import socket
 from urllib.parse import urljoin, urlsplit
 
-from serve_app.errors import InvalidRequestError, PayloadTooLargeError, TesseraError
+from serve_app.core.errors import (
+    ForbiddenURLError,
+    ImageFetchError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    TesseraError,
+)
 
 MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
 MAX_REDIRECTS = 3
-
-
-class ImageFetchError(TesseraError):
-    status_code = 400
-    code = "image_fetch_failed"
-
-
-class ForbiddenURLError(TesseraError):
-    status_code = 400
-    code = "image_url_not_allowed"
 
 
 def sniff_format(data: bytes) -> str | None:

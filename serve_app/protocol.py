@@ -7,19 +7,26 @@ the way vLLM's protocol turns a request into sampling parameters.
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deployments.base import GenerateParams, ParameterSpec
-from serve_app.errors import InvalidRequestError, UnsupportedTaskError
+from serve_app.core.keys import UPLOAD_TYPES
+from serve_app.core.types import GenerateParams, ParameterSpec
+from serve_app.rules import (
+    MAX_SEED,
+    SIDE_MULTIPLE,
+    fit_size,
+    resolve_guidance,
+    resolve_negative,
+    resolve_steps,
+    scale_into,
+    seeds_for,
+)
 
 SIZE_PATTERN = r"^\s*(\d{1,5})\s*[xX×*]\s*(\d{1,5})\s*$"
 SIZE_RE = re.compile(SIZE_PATTERN)
 NOT_BLANK = r"\S"  # JSON Schema patterns search: "holds a non-space character"
-SIDE_MULTIPLE = 16
-MAX_SEED = 2**32 - 1
 # The envelope of every model's bounds, which the schema can promise whatever the model (each
 # family's ParameterSpec lies inside it: a unit test checks). A model's own, tighter bounds are
 # in its `parameters` (/v1/models) and are enforced per request.
@@ -162,34 +169,26 @@ class _ImageRequest(_Request):
             return self.width, self.height
         return default
 
-    def to_generate_params(self, *, task_id: str, tenant: str, spec: ParameterSpec,
-                           created_at: float, task: str = "text-to-image",
+    def to_generate_params(self, spec: ParameterSpec, task: str = "text-to-image",
                            input_size: tuple[int, int] | None = None,
+                           image_keys: list[str] | None = None, mask_key: str | None = None,
                            ) -> tuple[GenerateParams, list[str]]:
-        """Apply the model's defaults and bounds; return the parameters and what was adjusted."""
+        """Apply the model's defaults and bounds (`rules`): the pipeline parameters, and what
+        was adjusted on the way."""
         warnings: list[str] = []
         if input_size is not None and self.size is None and self.width is None:
             width, height = fit_size(*scale_into(*input_size, spec, warnings), spec, warnings)
         else:
             width, height = fit_size(*self.requested_size((spec.width, spec.height)), spec,
                                      warnings)
-        steps = self.num_inference_steps or spec.num_inference_steps
-        if not spec.min_steps <= steps <= spec.max_steps:
-            raise InvalidRequestError(
-                f"num_inference_steps must be between {spec.min_steps} and {spec.max_steps} "
-                f"for this model", param="num_inference_steps")
-        guidance = resolve_guidance(self.guidance_scale, spec, warnings)
-        negative = (self.negative_prompt or "").strip() or None
-        if negative and not spec.negative_prompt:
-            raise InvalidRequestError("this model does not accept a negative_prompt",
-                                      param="negative_prompt")
-        base_seed = secrets.randbelow(MAX_SEED) if self.seed in (None, -1) else self.seed
-        seeds = [(base_seed + i) % (MAX_SEED + 1) for i in range(self.n)]
         params = GenerateParams(
-            task_id=task_id, tenant=tenant, model_id=self.model, task=task, prompt=self.prompt,
-            negative_prompt=negative, width=width, height=height, num_inference_steps=steps,
-            guidance_scale=guidance, seeds=seeds, output_format=self.output_format,
-            strength=self.task_strength(task, spec), created_at=created_at)
+            task=task, prompt=self.prompt,
+            negative_prompt=resolve_negative(self.negative_prompt, spec), width=width,
+            height=height, num_inference_steps=resolve_steps(self.num_inference_steps, spec),
+            guidance_scale=resolve_guidance(self.guidance_scale, spec, warnings),
+            seeds=seeds_for(self.seed, self.n), output_format=self.output_format,
+            strength=self.task_strength(task, spec), image_keys=image_keys or [],
+            mask_key=mask_key)
         return params, warnings
 
     def task_strength(self, task: str, spec: ParameterSpec) -> float | None:
@@ -222,21 +221,6 @@ ImageInput = str | ImageRef
 ImageList = Annotated[list[ImageInput], Field(json_schema_extra={"minItems": 1, "maxItems": 4})]
 
 
-def image_source(value: ImageInput) -> tuple[str, str]:
-    """("url" | "upload" | "base64", value) for any accepted spelling of an input image."""
-    if isinstance(value, ImageRef):
-        if value.image_url is not None:
-            return "url", value.image_url
-        if value.upload_id is not None:
-            return "upload", value.upload_id
-        return "base64", value.b64_json
-    if value.startswith(("http://", "https://")):
-        return "url", value
-    if value.startswith("upl_"):
-        return "upload", value
-    return "base64", value
-
-
 class EditRequest(_ImageRequest):
     image: ImageInput | ImageList = Field(
         description="base64 (plain or data URI), an http(s) URL, an upload_id, or an object "
@@ -262,80 +246,10 @@ class EditRequest(_ImageRequest):
         return None
 
 
-def route_edit(tasks: list[str], has_mask: bool, model_id: str) -> str:
-    """Which pipeline task an edit request runs on this model, or why it cannot."""
-    if has_mask:
-        if "inpaint" not in tasks:
-            raise UnsupportedTaskError(f"{model_id} cannot inpaint: it does {tasks}; drop "
-                                       "mask_image or use an inpainting model",
-                                       param="mask_image")
-        return "inpaint"
-    if "edit" in tasks:
-        return "edit"
-    if "image-to-image" in tasks:
-        return "image-to-image"
-    if "inpaint" in tasks:
-        raise InvalidRequestError(f"{model_id} is an inpainting model: send mask_image",
-                                  param="mask_image")
-    raise UnsupportedTaskError(f"{model_id} does only {tasks}; it cannot edit images",
-                               param="model")
-
-
-def fit_size(width: int, height: int, spec: ParameterSpec, warnings: list[str]) -> tuple[int, int]:
-    """Round each side to a multiple of 16, then enforce the model's bounds."""
-    half = SIDE_MULTIPLE // 2  # round half up: 200 -> 208, not banker's 192
-    w = max(SIDE_MULTIPLE, (width + half) // SIDE_MULTIPLE * SIDE_MULTIPLE)
-    h = max(SIDE_MULTIPLE, (height + half) // SIDE_MULTIPLE * SIDE_MULTIPLE)
-    if (w, h) != (width, height):
-        warnings.append(f"size rounded from {width}x{height} to {w}x{h} "
-                        f"(sides must be multiples of {SIDE_MULTIPLE})")
-    if min(w, h) < spec.min_side or max(w, h) > spec.max_side:
-        raise InvalidRequestError(
-            f"each side must be between {spec.min_side} and {spec.max_side} pixels for this "
-            f"model (got {w}x{h})", param="size")
-    if w * h > spec.max_pixels:
-        raise InvalidRequestError(
-            f"{w}x{h} is {w * h} pixels; this model allows at most {spec.max_pixels}",
-            param="size")
-    return w, h
-
-
-def scale_into(width: int, height: int, spec: ParameterSpec,
-               warnings: list[str]) -> tuple[int, int]:
-    """Shrink an input image's size, keeping its aspect ratio, until the model accepts it."""
-    factor = min(1.0, spec.max_side / max(width, height),
-                 (spec.max_pixels / (width * height)) ** 0.5)
-    if factor < 1.0:
-        # floor to the side multiple so rounding cannot push it back over the limit
-        new = tuple(max(SIDE_MULTIPLE, int(side * factor) // SIDE_MULTIPLE * SIDE_MULTIPLE)
-                    for side in (width, height))
-        warnings.append(f"output size scaled from the input's {width}x{height} to "
-                        f"{new[0]}x{new[1]} to fit this model's limits")
-        return new
-    return width, height
-
-
-def resolve_guidance(asked: float | None, spec: ParameterSpec, warnings: list[str]) -> float | None:
-    if spec.guidance_scale is None:
-        if asked not in (None, 0):
-            warnings.append("guidance_scale is ignored: this model is guidance-distilled")
-        return 0.0
-    if asked is None:
-        return spec.guidance_scale
-    if asked > spec.max_guidance_scale:
-        raise InvalidRequestError(
-            f"guidance_scale must be at most {spec.max_guidance_scale} for this model",
-            param="guidance_scale")
-    return asked
-
-
 # ---------------------------------------------------------------- uploads
 
-UPLOAD_TYPES = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-
-
 class UploadRequest(_Request):
-    content_type: Literal["image/png", "image/jpeg", "image/webp"]
+    content_type: Literal[tuple(UPLOAD_TYPES)]  # type: ignore[valid-type]
     size: int = Field(ge=1, description="bytes the client will PUT")
 
 

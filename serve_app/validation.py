@@ -8,97 +8,30 @@ thread.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
-import os
 import re
-import shutil
-import socket
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import yaml
 
-from deployments.base import FamilySpec
-from deployments.registry import FAMILIES, family_for_pipeline
-from serve_app.catalog import CATALOG, TINY_PREFIX, price_per_image, requires_acceptance
-from serve_app.protocol import Pricing, ValidateResponse
+from deployments.loading import (
+    OVERRIDE_SEP,
+    TRANSFORMER_FILE,
+    ensure_tiny_checkpoint,
+    explain_build_error,
+)
+from deployments.registry import FAMILIES, TINY_PREFIX, family_for_pipeline
+from serve_app.catalog import CATALOG, model_terms
+from serve_app.hub import cached_file, hub_offline, locate_on_hub, read_model_card
+from serve_app.protocol import ValidateResponse
 
 logger = logging.getLogger("tessera.validation")
 
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json",
                    ".gguf", ".pt", ".ckpt")
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def tiny_checkpoint_path(data_dir: str | Path, family: str) -> Path:
-    return Path(data_dir) / "tiny" / family
-
-
-def explain_build_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
-    try:
-        from transformers.utils import is_torchvision_available
-    except ImportError:
-        return text
-    if not is_torchvision_available() and ("VIDEO_PROCESSOR" in text or "orchvision" in text):
-        return ("its Qwen2VLProcessor needs torchvision, which is not installed "
-                f"(transformers builds that processor only with it): {text}")
-    return text
-
-
-def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
-    """Write the family's tiny checkpoint once; later calls return the existing one.
-
-    Built in a temporary directory and renamed into place, so a replica that races another
-    (or is killed half-way) never leaves a half-written checkpoint behind.
-    """
-    path = tiny_checkpoint_path(data_dir, spec.name)
-    if (path / "model_index.json").exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=path.parent))
-    try:
-        spec.build_tiny(str(tmp))
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not (path / "model_index.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("built tiny %s checkpoint at %s", spec.name, path)
-    return path
-
-
-TRANSFORMER_FILE = "diffusion_pytorch_model.safetensors"
-OVERRIDE_SEP = "|transformer="
-
-
-def resolve_source(source: str, data_dir: str | Path) -> tuple[str, str | None]:
-    """(what `from_pretrained` receives, a transformer weights file to load over it or None).
-
-    A source is a tiny id, a directory, or a repo id, optionally followed by
-    `|transformer=<repo id or directory>` for fine-tunes shipped as transformer weights alone.
-    """
-    source, _, transformer = source.partition(OVERRIDE_SEP)
-    if source.startswith(TINY_PREFIX):
-        source = str(ensure_tiny_checkpoint(data_dir, FAMILIES[source[len(TINY_PREFIX):]]))
-    if not transformer:
-        return source, None
-    if Path(transformer).is_dir():
-        return source, str(Path(transformer) / TRANSFORMER_FILE)
-    from huggingface_hub import hf_hub_download
-
-    return source, hf_hub_download(transformer, TRANSFORMER_FILE)
 
 
 @dataclass
@@ -131,7 +64,9 @@ def locate(model_id: str, data_dir: str | Path) -> Located:
         return Located(looked=[f"local directory {model_id}"],
                        errors=[f"{model_id!r} is neither a local directory nor a Hugging Face "
                                "repo id of the form owner/name"])
-    return _locate_on_hub(model_id)
+    found = Located(source=model_id, hub=True)
+    locate_on_hub(model_id, found)
+    return found
 
 
 def _is_dir(path: Path) -> bool:
@@ -148,88 +83,6 @@ def _local_dir(model_id: str) -> Path | None:
     except RuntimeError:  # "~<unknown user>...": no home directory to expand
         return None
     return path.resolve() if _is_dir(path) else None
-
-
-HUB_PROBE_TIMEOUT_S = 2.0
-HUB_PROBE_TTL_S = 30.0
-_hub_probes: dict[str, tuple[float, str | None]] = {}
-
-
-def hub_unreachable(endpoint: str) -> str | None:
-    """Why the Hub cannot be reached (None: its host accepts connections), cached briefly.
-
-    huggingface_hub retries a failed connection five times with backoff (23 s measured with no
-    network); one quick TCP probe first lets validation answer at once instead.
-    """
-    now = time.monotonic()
-    cached = _hub_probes.get(endpoint)
-    if cached is not None and now - cached[0] < HUB_PROBE_TTL_S:
-        return cached[1]
-    parts = urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-
-    def probe() -> None:
-        socket.create_connection((parts.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
-
-    # in a thread: name resolution is not bounded by the socket timeout
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    try:
-        pool.submit(probe).result(timeout=HUB_PROBE_TIMEOUT_S + 0.5)
-        reason = None
-    except concurrent.futures.TimeoutError:
-        reason = f"no answer from {parts.hostname}:{port} within {HUB_PROBE_TIMEOUT_S:g} s"
-    except OSError as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-    finally:
-        pool.shutdown(wait=False)
-    _hub_probes[endpoint] = (now, reason)
-    return reason
-
-
-def _locate_on_hub(repo_id: str) -> Located:
-    from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
-    from huggingface_hub.errors import (
-        HFValidationError,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-    )
-
-    cache = constants.HF_HUB_CACHE
-    found = Located(source=repo_id, hub=True, looked=[f"Hugging Face cache {cache}"])
-    try:
-        cached = try_to_load_from_cache(repo_id, "model_index.json")
-    except HFValidationError as exc:  # e.g. "a--b/c", "a/b..c": shapes the Hub forbids
-        found.errors.append(f"{repo_id!r} is not a valid Hugging Face repo id: {exc}")
-        return found
-    if isinstance(cached, str):
-        found.root = Path(cached).parent
-        return found
-    not_cached = f"{repo_id}: model_index.json is not in the Hugging Face cache at {cache}"
-    if hub_offline():
-        found.looked.append("the Hugging Face Hub (skipped: HF_HUB_OFFLINE is set)")
-        found.errors.append(f"{not_cached} and HF_HUB_OFFLINE is set, so the Hub was not "
-                            "asked: the weights could not be reached")
-        return found
-    found.looked.append(f"the Hugging Face Hub at {constants.ENDPOINT}")
-    unreachable = hub_unreachable(constants.ENDPOINT)
-    if unreachable:
-        found.errors.append(f"{not_cached}, and the Hub at {constants.ENDPOINT} could not be "
-                            f"reached ({unreachable}): the weights could not be reached. "
-                            "Put the model in the cache, or point HF_ENDPOINT at a mirror.")
-        return found
-    try:
-        found.root = Path(hf_hub_download(repo_id, "model_index.json", etag_timeout=5)).parent
-    except RemoteEntryNotFoundError:
-        found.errors.append(f"{repo_id} has no model_index.json on the Hub: it is not a "
-                            "diffusers pipeline checkpoint")
-    except RepositoryNotFoundError:
-        found.errors.append(f"{repo_id}: no such repository on the Hub at {constants.ENDPOINT} "
-                            "(or it is private or gated: set HF_TOKEN)")
-    except Exception as exc:  # LocalEntryNotFoundError (connection lost), timeouts, 5xx
-        found.errors.append(f"{not_cached}, and the Hub at {constants.ENDPOINT} answered "
-                            f"{type(exc).__name__}: {str(exc)[:200]}: the weights could not "
-                            "be reached")
-    return found
 
 
 def _missing_weights(root: Path, model_index: dict) -> list[str]:
@@ -254,17 +107,8 @@ def _read_license(root: Path | None, repo_id: str, hub: bool) -> str | None:
     text = None
     if root is not None and (root / "README.md").exists():
         text = (root / "README.md").read_text(errors="replace")
-    elif hub and not hub_offline():
-        from huggingface_hub import constants
-
-        if hub_unreachable(constants.ENDPOINT):
-            return None
-        try:
-            from huggingface_hub import hf_hub_download
-
-            text = Path(hf_hub_download(repo_id, "README.md")).read_text(errors="replace")
-        except Exception:
-            return None
+    elif hub:
+        text = read_model_card(repo_id)
     return license_from_model_card(text) if text else None
 
 
@@ -352,11 +196,9 @@ def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
 def _set_terms(out: ValidateResponse, model_id: str, family: str, licence: str | None,
                parameters, config) -> None:
     """Licence, price and parameter bounds: what an import agrees to."""
-    out.license = licence
-    out.requires_license_acceptance = requires_acceptance(licence)
-    out.pricing = Pricing(per_image=price_per_image(model_id, family, config.pricing),
-                          currency=config.pricing.currency)
-    out.parameters = parameters
+    terms = model_terms(model_id, family, licence, parameters, config)
+    out.license, out.requires_license_acceptance = terms.license, terms.requires_license_acceptance
+    out.pricing, out.parameters = terms.pricing, terms.parameters
 
 
 def _validate_finetune(model_id: str, entry, config, validation_id: str) -> ValidateResponse:
@@ -367,11 +209,7 @@ def _validate_finetune(model_id: str, entry, config, validation_id: str) -> Vali
     if _is_dir(Path(model_id)):
         weights, where = Path(model_id) / TRANSFORMER_FILE, f"local directory {model_id}"
     else:
-        from huggingface_hub import constants, try_to_load_from_cache
-
-        cached = try_to_load_from_cache(model_id, TRANSFORMER_FILE)
-        weights = Path(cached) if isinstance(cached, str) else None
-        where = f"Hugging Face cache {constants.HF_HUB_CACHE}"
+        weights, where = cached_file(model_id, TRANSFORMER_FILE)
     if weights is None or not weights.exists():
         if not _is_dir(Path(model_id)) and not hub_offline():
             out.warnings.append(f"{model_id}/{TRANSFORMER_FILE} is not cached; it will be "

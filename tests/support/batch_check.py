@@ -18,31 +18,32 @@ import json
 import os
 from typing import Callable
 
-from deployments.base import FamilyDeployment, GenerateParams, Job, encode_image
+from deployments.calls import Job, PipelineCalls
+from deployments.outputs import encode_image
+from serve_app.core.types import GenerateParams, GenerateRequest
 
 
-def runner(spec, max_batch_images: int = 8) -> FamilyDeployment:
-    """The replica's batching code without a replica: same SPEC, grouping and pipeline call."""
-    r = FamilyDeployment.__new__(FamilyDeployment)
-    r.SPEC, r._pipes, r.max_batch_images = spec, {}, max_batch_images
-    r.device, r.batch_invariant = "cpu", True
-    return r
+def runner(spec, max_batch_images: int = 8) -> PipelineCalls:
+    """The replica's batching code without a replica: same grouping and pipeline call."""
+    return PipelineCalls(spec, max_batch_images, "cpu", batch_invariant=True)
 
 
-def params(i: int, prompt: str, seeds: list[int], **more) -> GenerateParams:
-    fields = dict(task_id=f"t{i}", tenant="a", model_id="m", prompt=prompt, width=64, height=64,
-                  num_inference_steps=2, guidance_scale=3.5, seeds=seeds)
-    return GenerateParams(**(fields | more))
+def params(i: int, prompt: str, seeds: list[int], **more) -> GenerateRequest:
+    """Task t<i>'s request."""
+    fields = dict(prompt=prompt, width=64, height=64, num_inference_steps=2, guidance_scale=3.5,
+                  seeds=seeds)
+    return GenerateRequest(task_id=f"t{i}", tenant="a", model="m", created_at=0.0,
+                           params=GenerateParams(**(fields | more)))
 
 
-def run(r: FamilyDeployment, pipe, jobs: list[Job]) -> dict[str, list[bytes]]:
+def run(r: PipelineCalls, pipe, jobs: list[Job]) -> dict[str, list[bytes]]:
     """PNG bytes per task, running the jobs grouped as the replica groups them."""
     out: dict[str, list[bytes]] = {}
     for group in r.batch_groups(jobs):
-        images = r._run_pipeline(pipe, group)
+        images = r.run(pipe, group)
         for job in group:
             k = len(job.params.seeds)
-            out[job.params.task_id] = [encode_image(im, "png") for im in images[:k]]
+            out[job.task_id] = [encode_image(im, "png") for im in images[:k]]
             images = images[k:]
     return out
 
@@ -51,7 +52,7 @@ def load(spec, tiny_dir: str, device: str = "cpu", dtype=None):
     from diffusers import DiffusionPipeline
 
     from deployments.invariance import make_batch_invariant
-    from serve_app.validation import ensure_tiny_checkpoint
+    from deployments.loading import ensure_tiny_checkpoint
 
     kwargs = {"dtype": dtype} if dtype is not None else {}
     pipe = DiffusionPipeline.from_pretrained(str(ensure_tiny_checkpoint(tiny_dir, spec)),
@@ -60,10 +61,10 @@ def load(spec, tiny_dir: str, device: str = "cpu", dtype=None):
     return make_batch_invariant(pipe)
 
 
-def compare(r: FamilyDeployment, pipe, jobs: list[Job]) -> dict:
+def compare(r: PipelineCalls, pipe, jobs: list[Job]) -> dict:
     """Every task alone against the batch, in the given order and reversed (other positions)."""
     mismatched = set()
-    alone = {job.params.task_id: run(r, pipe, [job])[job.params.task_id] for job in jobs}
+    alone = {job.task_id: run(r, pipe, [job])[job.task_id] for job in jobs}
     for order in (jobs, jobs[::-1]):
         batched = run(r, pipe, order)
         mismatched |= {t for t, pngs in alone.items() if batched[t] != pngs}
@@ -97,7 +98,7 @@ def image_to_image_check(tiny_dir: str) -> dict:
                        num_inference_steps=4, image_keys=["in"]), None,
                 [Image.new("RGB", (64, 64), c)]) for i, c in enumerate(colours)]
     result = compare(r, pipe, jobs)
-    pngs = [run(r, pipe, [j])[j.params.task_id] for j in jobs]
+    pngs = [run(r, pipe, [j])[j.task_id] for j in jobs]
     result["inputs_kept"] = len({p[0] for p in pngs}) == len(jobs)
     return result
 

@@ -1,0 +1,128 @@
+"""Building pipeline calls: which tasks may share one, and the keyword arguments of each.
+
+Tasks that agree on task kind, size, steps, guidance, strength and whether they carry a negative
+prompt or a mask share one call of at most `max_batch_size` images; prompts, negative prompts,
+input images and seeds stay per task (one generator per image). Keywords a pipeline's
+`__call__` does not take are dropped, so families differ only in their `FamilySpec`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from deployments.invariance import invariant_execution
+from deployments.loading import PipelineCache
+from serve_app.core.types import FamilySpec, GenerateParams, GenerateRequest
+
+
+@dataclass
+class Job:
+    """One task inside a batch: its request, its trace, its input images, whether it started."""
+
+    request: GenerateRequest
+    context: Any = None  # OpenTelemetry context of the task's tessera.generate span
+    images: list = field(default_factory=list)
+    mask: Any = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    batch_tasks: int = 1
+
+    @property
+    def params(self) -> GenerateParams:
+        return self.request.params
+
+    @property
+    def task_id(self) -> str:
+        return self.request.task_id
+
+
+class PipelineCalls:
+    """One family's grouping and call building (the server's, and the tests' without Serve)."""
+
+    def __init__(self, spec: FamilySpec, max_batch_images: int, device: str = "cpu",
+                 batch_invariant: bool = True):
+        self.spec = spec
+        self.max_batch_images = max_batch_images
+        self.device = device
+        self.batch_invariant = batch_invariant
+        self.pipes = PipelineCache(spec)
+
+    def batch_key(self, job: Job) -> tuple:
+        """Jobs with equal keys can share one pipeline call."""
+        p = job.params
+        key: tuple = (p.task, p.width, p.height, p.num_inference_steps, p.guidance_scale,
+                      p.strength, p.negative_prompt is not None, p.mask_key is not None)
+        if p.image_keys and (p.task == "edit" or self.spec.multi_image):
+            # these pipelines take one (set of) input image(s) for the whole call
+            key += (job.task_id,)
+        if self.spec.single_prompt or self.spec.batch_by_prompt:
+            key += (p.prompt, p.negative_prompt)
+        return key
+
+    def batch_groups(self, jobs: list[Job]) -> list[list[Job]]:
+        """Jobs grouped by key, each group at most max_batch_size images (a bigger task alone)."""
+        groups: dict[tuple, list[list[Job]]] = {}
+        for job in jobs:
+            chunks = groups.setdefault(self.batch_key(job), [[]])
+            size = sum(len(j.params.seeds) for j in chunks[-1])
+            if chunks[-1] and size + len(job.params.seeds) > self.max_batch_images:
+                chunks.append([])
+            chunks[-1].append(job)
+        return [chunk for chunks in groups.values() for chunk in chunks]
+
+    def call_kwargs(self, pipe, group: list[Job]) -> dict:
+        """One pipeline call for a group of compatible jobs, keeping only the keywords this
+        pipeline's __call__ takes. Everything per image is listed image by image."""
+        import torch
+
+        first = group[0].params
+
+        def per_image(value: Callable[[Job], Any]) -> list:
+            return [value(job) for job in group for _ in job.params.seeds]
+
+        seeds = [seed for job in group for seed in job.params.seeds]
+        # constants, or functions of the request (e.g. a target area derived from its size)
+        kwargs: dict[str, Any] = {k: v(first) if callable(v) else v
+                                  for k, v in self.spec.call_kwargs.items()}
+        kwargs.update(
+            prompt=per_image(lambda j: j.params.prompt),
+            width=first.width,
+            height=first.height,
+            num_inference_steps=first.num_inference_steps,
+            # One generator per image: an image's bytes depend on its seed alone.
+            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+            output_type="pil",
+        )
+        if first.guidance_scale is not None and self.spec.guidance_kwarg:
+            kwargs[self.spec.guidance_kwarg] = first.guidance_scale
+        if first.negative_prompt:
+            kwargs["negative_prompt"] = per_image(lambda j: j.params.negative_prompt)
+        if self.spec.single_prompt:
+            kwargs.update(prompt=first.prompt, num_images_per_prompt=len(seeds))
+            if first.negative_prompt:
+                kwargs["negative_prompt"] = first.negative_prompt
+        inputs = group[0].images
+        if inputs and first.task in ("image-to-image", "inpaint"):
+            # one input per output: some pipelines take a lone image for a batch of n badly
+            kwargs["image"] = per_image(lambda j: j.images[0])
+        elif inputs:
+            kwargs["image"] = inputs if self.spec.multi_image else inputs[0]
+        if group[0].mask is not None:
+            kwargs["mask_image"] = per_image(lambda j: j.mask)
+        if first.strength is not None:
+            kwargs["strength"] = first.strength
+        accepted = inspect.signature(pipe.__call__).parameters
+        return {k: v for k, v in kwargs.items() if k in accepted}
+
+    def run(self, base, group: list[Job]) -> list:
+        """The group's pipeline call (blocking): its images, task by task in order."""
+        import torch
+
+        pipe = self.pipes.pipeline_for(base, group[0].params.task)
+        invariant = (invariant_execution(self.device) if self.batch_invariant
+                     else contextlib.nullcontext())
+        with torch.inference_mode(), invariant:
+            return pipe(**self.call_kwargs(pipe, group)).images

@@ -1,0 +1,1 @@
+"""One module per model family: its `FamilySpec` and tiny-checkpoint builder, data only."""

@@ -1,0 +1,140 @@
+"""Loading a model in a family server: the device, the source, the pipeline.
+
+A model source is a built-in tiny id (`tessera/tiny-<family>`, written on first use with
+`save_pretrained`), a local diffusers directory, or a Hugging Face repo id, optionally followed
+by `|transformer=<repo id or directory>` for fine-tunes shipped as transformer weights alone.
+Everything here is blocking: the server runs it in a thread. torch and diffusers are imported
+inside functions, so the ingress can import the registry without them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from deployments.invariance import make_batch_invariant
+from deployments.registry import FAMILIES, TINY_PREFIX
+from serve_app.core.types import FamilySpec
+
+logger = logging.getLogger("tessera.family")
+
+TRANSFORMER_FILE = "diffusion_pytorch_model.safetensors"
+OVERRIDE_SEP = "|transformer="
+
+
+def quiet_libraries() -> None:
+    """Progress bars from diffusers/transformers/hub flood replica logs with one line per step."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+
+
+def pick_device(preference: str) -> tuple[str, Any]:
+    import torch
+
+    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
+        return "cuda", torch.bfloat16
+    return "cpu", torch.float32
+
+
+def tiny_checkpoint_path(data_dir: str | Path, family: str) -> Path:
+    return Path(data_dir) / "tiny" / family
+
+
+def explain_build_error(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+    try:
+        from transformers.utils import is_torchvision_available
+    except ImportError:
+        return text
+    if not is_torchvision_available() and ("VIDEO_PROCESSOR" in text or "orchvision" in text):
+        return ("its Qwen2VLProcessor needs torchvision, which is not installed "
+                f"(transformers builds that processor only with it): {text}")
+    return text
+
+
+def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
+    """Write the family's tiny checkpoint once; later calls return the existing one.
+
+    Built in a temporary directory and renamed into place, so a replica that races another
+    (or is killed half-way) never leaves a half-written checkpoint behind.
+    """
+    path = tiny_checkpoint_path(data_dir, spec.name)
+    if (path / "model_index.json").exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=path.parent))
+    try:
+        spec.build_tiny(str(tmp))
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / "model_index.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("built tiny %s checkpoint at %s", spec.name, path)
+    return path
+
+
+def resolve_source(source: str, data_dir: str | Path) -> tuple[str, str | None]:
+    """(what `from_pretrained` receives, a transformer weights file to load over it or None)."""
+    source, _, transformer = source.partition(OVERRIDE_SEP)
+    if source.startswith(TINY_PREFIX):
+        source = str(ensure_tiny_checkpoint(data_dir, FAMILIES[source[len(TINY_PREFIX):]]))
+    if not transformer:
+        return source, None
+    if Path(transformer).is_dir():
+        return source, str(Path(transformer) / TRANSFORMER_FILE)
+    from huggingface_hub import hf_hub_download
+
+    return source, hf_hub_download(transformer, TRANSFORMER_FILE)
+
+
+def load_pipeline(source: str, data_dir: str, device: str, dtype, batch_invariant: bool):
+    """The model's own pipeline class (from model_index.json), on the device."""
+    from diffusers import DiffusionPipeline
+
+    started = time.perf_counter()
+    path, transformer_weights = resolve_source(source, data_dir)
+    pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype)
+    if transformer_weights:
+        from safetensors.torch import load_file
+
+        # strict: a fine-tune whose tensors do not match the base must fail the load
+        pipe.transformer.load_state_dict(load_file(transformer_weights), strict=True)
+    pipe = pipe.to(device)
+    pipe.set_progress_bar_config(disable=True)
+    if batch_invariant:
+        make_batch_invariant(pipe)
+    logger.info("loaded %s (%s) in %.2fs", source, type(pipe).__name__,
+                time.perf_counter() - started)
+    return pipe
+
+
+class PipelineCache:
+    """A family's other pipelines (img2img, inpaint, ...) built on a loaded model's components."""
+
+    def __init__(self, spec: FamilySpec):
+        self.spec = spec
+        self._pipes: dict[tuple[int, str], Any] = {}
+
+    def pipeline_for(self, base, task: str):
+        import diffusers
+
+        wanted = self.spec.pipelines[task]
+        if type(base).__name__ == wanted:
+            return base
+        key = (id(base), wanted)
+        if key not in self._pipes:
+            self._pipes[key] = getattr(diffusers, wanted).from_pipe(base)
+        return self._pipes[key]

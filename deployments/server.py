@@ -1,0 +1,176 @@
+"""The family server: one Serve deployment class, bound once per family by the builder.
+
+`generate` is a streaming call. For each task it yields `Started` when the task's pipeline call
+begins (which may be shared with other tasks) and `GenerateResult` once its images are stored;
+the task actor consumes the stream (`handle.options(stream=True)`) and alone writes task state.
+The server never calls back into the task actor.
+
+Concurrent calls for the same model meet in the replica's batch queue (`deployments.batching`);
+compatible tasks share one pipeline call (`deployments.calls`), run batch-invariant so an image
+has the same bytes alone or in a batch. Models are multiplexed (LRU, `max_models_per_replica`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from typing import Any, AsyncIterator
+
+from opentelemetry import trace
+from ray import serve
+
+from deployments.batching import Batcher
+from deployments.calls import Job, PipelineCalls
+from deployments.loading import load_pipeline, pick_device, quiet_libraries
+from deployments.outputs import spans, store_outputs
+from deployments.registry import FAMILIES
+from serve_app.core.config import TesseraConfig
+from serve_app.core.metrics import m
+from serve_app.core.storage import make_store
+from serve_app.core.telemetry import (
+    extract,
+    setup_logging,
+    setup_tracing,
+    task_attributes,
+    tracer,
+)
+from serve_app.core.types import GenerateEvent, GenerateRequest, Started
+
+
+def replica_placement() -> dict[str, str]:
+    """Which replica and Ray node run this family: where a task ran, in its trace."""
+    import ray
+
+    return {"tessera.replica": serve.get_replica_context().replica_id.unique_id,
+            "tessera.node": ray.get_runtime_context().get_node_id()}
+
+
+@serve.deployment
+class FamilyServer:
+    def __init__(self, config: dict, family: str):
+        quiet_libraries()
+        self.config = TesseraConfig.model_validate(config)
+        self.spec = FAMILIES[family]
+        setup_tracing(self.config.tracing, self.config.data_dir, self.spec.deployment_name)
+        setup_logging()
+        settings = self.config.families[family]
+        self.device, self.dtype = pick_device(self.config.device)
+        if self.device == "cpu" and settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(settings.torch_threads)
+        self.store = make_store(self.config)
+        self.placement = replica_placement()
+        # Invariant execution costs some speed; without batching nothing needs it.
+        self.calls = PipelineCalls(self.spec, settings.max_batch_size, self.device,
+                                   batch_invariant=settings.max_batch_size > 1)
+        self._batcher = Batcher(self._run_batch, settings.max_batch_size,
+                                settings.batch_wait_timeout_s)
+
+        async def _load(model_source: str):
+            return await self.load_model(model_source)
+
+        # The class-level decorator below makes Serve see multiplexing at build time; this
+        # instance-level one carries the configured cache size.
+        self.get_model = serve.multiplexed(
+            max_num_models_per_replica=settings.max_models_per_replica)(_load)
+
+    @serve.multiplexed(max_num_models_per_replica=1)
+    async def get_model(self, model_source: str):  # replaced per instance in __init__
+        return await self.load_model(model_source)
+
+    async def load_model(self, model_source: str):
+        return await asyncio.to_thread(load_pipeline, model_source, self.config.data_dir,
+                                       self.device, self.dtype, self.calls.batch_invariant)
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateEvent]:
+        attrs = task_attributes(request.task_id, request.tenant, request.model, self.spec.name,
+                                **{"tessera.batch_size": len(request.params.seeds),
+                                   "tessera.task_kind": request.params.task, **self.placement})
+        # a span object, not a current-context one: the context must not be attached across
+        # the generator's yields
+        span = tracer().start_span("tessera.generate", context=extract(request.trace_context),
+                                   attributes=attrs)
+        job = Job(request, trace.set_span_in_context(span))
+        try:
+            # Concurrent calls for the same model meet in the replica's batch queue.
+            outcome = asyncio.ensure_future(
+                self._batcher.submit(serve.get_multiplexed_model_id(), job))
+            started = asyncio.ensure_future(job.started.wait())
+            try:
+                await asyncio.wait({outcome, started}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                started.cancel()
+            if job.started.is_set():
+                yield Started(batch_tasks=job.batch_tasks)
+            images, timings = await outcome
+            # Encoding and the store write run here, per task, so the device moves on to the
+            # next batch meanwhile.
+            yield await store_outputs(self.store, request, job.context, images, timings)
+        finally:
+            span.end()
+
+    async def _run_batch(self, source: str, jobs: list[Job]) -> list:
+        """One batch, all for the model `source`: load it, then one pipeline call per group of
+        compatible tasks. Returns each task's (images, timings), or the exception of the step
+        that broke it: a failure fails only the tasks it touched."""
+        outcomes: dict[int, Any] = {}
+        t0 = time.perf_counter()
+        with spans("model.load", [j.context for j in jobs], {"tessera.source": source}):
+            try:
+                base = await self.get_model(source)
+            except Exception as exc:
+                return [exc] * len(jobs)
+            for job in jobs:
+                try:
+                    await self._load_inputs(job)
+                except Exception as exc:
+                    outcomes[id(job)] = exc
+        load_ms = (time.perf_counter() - t0) * 1000
+        for group in self.calls.batch_groups([j for j in jobs if id(j) not in outcomes]):
+            try:
+                results = await self._run_group(base, group, load_ms)
+            except Exception as exc:
+                results = [exc] * len(group)
+            outcomes.update(zip(map(id, group), results, strict=True))
+        return [outcomes[id(job)] for job in jobs]
+
+    async def _run_group(self, base, group: list[Job], load_ms: float) -> list:
+        family = {"family": self.spec.name}
+        first = group[0].params
+        images_in_call = sum(len(j.params.seeds) for j in group)
+        for job in group:  # the tasks' streams say Started now
+            job.batch_tasks = len(group)
+            job.started.set()
+        t1 = time.perf_counter()
+        with spans("pipeline.denoise", [j.context for j in group], {
+                "tessera.batch_size": images_in_call,
+                "tessera.batch_tasks": len(group),
+                "tessera.steps": first.num_inference_steps,
+                "tessera.size": f"{first.width}x{first.height}"}):
+            # Denoising is CPU/GPU bound: keep it off the replica's event loop. The batch
+            # queue runs one batch at a time, so calls never fight over the device.
+            images = await asyncio.to_thread(self.calls.run, base, group)
+        inference_ms = (time.perf_counter() - t1) * 1000
+        m().generation.observe(inference_ms / 1000, tags=family)
+        m().batch_size.observe(images_in_call, tags=family)
+        timings = {"load": round(load_ms, 2), "inference": round(inference_ms, 2)}
+        outcomes, offset = [], 0
+        for job in group:  # each task's images, for its own caller to encode and store
+            outcomes.append((images[offset:offset + len(job.params.seeds)], timings))
+            offset += len(job.params.seeds)
+        return outcomes
+
+    async def _load_inputs(self, job: Job) -> None:
+        from PIL import Image
+
+        async def load(key: str, mode: str):
+            data = await self.store.get_async(key)
+            return await asyncio.to_thread(lambda: Image.open(io.BytesIO(data)).convert(mode))
+
+        job.images = [await load(k, "RGB") for k in job.params.image_keys]
+        job.mask = await load(job.params.mask_key, "L") if job.params.mask_key else None
+
+    async def check_health(self):
+        return None

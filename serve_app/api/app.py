@@ -1,0 +1,81 @@
+"""The FastAPI app on its Serve ingress deployment.
+
+The routers (`models`, `images`, `tasks`, `files`, `uploads`) hold the routes; `Ingress` only
+wires a replica up: the config, the store, the task and model actors, the API keys, tracing.
+Errors are typed and rendered by `core.errors` in one place.
+"""
+
+import asyncio
+
+import ray
+from fastapi import Depends, FastAPI, Request
+from opentelemetry.trace import SpanKind
+from ray import serve
+
+from serve_app.api import files, images, models, tasks, uploads
+from serve_app.api.deps import gateway
+from serve_app.api.gateway import Gateway
+from serve_app.auth import ApiKeys
+from serve_app.core import telemetry
+from serve_app.core.config import TesseraConfig
+from serve_app.core.errors import ServiceUnavailableError, install_error_handlers
+from serve_app.core.storage import make_store
+from serve_app.core.telemetry import extract, setup_logging, setup_tracing, tracer
+from serve_app.models import model_registry
+from serve_app.tasks.actor import task_manager
+
+app = FastAPI(title="Tessera", version="0.1.0",
+              description="Self-hosted image generation: import a model, submit, poll, download.")
+install_error_handlers(app)
+for resource in (models, images, tasks, files, uploads):
+    app.include_router(resource.router)
+
+
+@app.middleware("http")
+async def trace_requests(request: Request, call_next):
+    """A server span per request, child of the client's `traceparent` when it sends one.
+
+    (An ASGI middleware: FastAPIInstrumentor breaks Serve, ray-project/ray#36014.)
+    """
+    with tracer().start_as_current_span(f"{request.method} {request.url.path}",
+                                        context=extract(dict(request.headers)),
+                                        kind=SpanKind.SERVER) as span:
+        span.set_attribute("http.method", request.method)
+        # through the module: Serve pickles this app, and a ContextVar cannot be pickled
+        telemetry.REQUEST_SPAN.set(span)
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", None)
+        if route:  # known only after routing: name the span by its template, not the URL
+            span.update_name(f"{request.method} {route}")
+            span.set_attribute("http.route", route)
+        span.set_attribute("http.status_code", response.status_code)
+        return response
+
+
+@app.get("/healthz")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+@app.get("/readyz")
+async def readyz(gw: Gateway = Depends(gateway)) -> dict:
+    try:
+        await asyncio.wait_for(gw.tasks.ping.remote(), timeout=5)
+    except Exception as exc:
+        raise ServiceUnavailableError(f"task actor not answering: {exc}") from None
+    return {"status": "ready", "families": sorted(gw.config.enabled_families())}
+
+
+@serve.deployment(name="ingress")
+@serve.ingress(app)
+class Ingress:
+    def __init__(self, config: dict, families: dict):
+        cfg = TesseraConfig.model_validate(config)
+        task_actor = task_manager(cfg.instance)
+        # what the routes reach through `deps` (this instance is the replica's servable object)
+        self.gateway = Gateway(cfg, make_store(cfg), task_actor,
+                               model_registry(cfg.instance, cfg.data_dir))
+        self.keys = ApiKeys.from_env(cfg.data_dir)
+        setup_tracing(cfg.tracing, cfg.data_dir, "ingress")
+        setup_logging()
+        ray.get(task_actor.configure.remote(config, families))

@@ -1,0 +1,191 @@
+"""What the routes call: the task and model actors, the store, and the one submit path.
+
+Every dialect of the API (today's native routes, compatibility adapters later) submits through
+`Gateway.submit`; every task read renders through `Gateway.task_view`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import time
+from typing import Any
+
+from opentelemetry import trace
+
+from deployments.outputs import encode_image
+from deployments.registry import FAMILIES
+from serve_app.catalog import CATALOG, model_terms
+from serve_app.core import telemetry
+from serve_app.core.config import TesseraConfig
+from serve_app.core.errors import (
+    NotFoundError,
+    PayloadTooLargeError,
+    TesseraError,
+    UnknownUploadError,
+    unwrap_remote_error,
+)
+from serve_app.core.keys import UPLOAD_TYPES, input_key, upload_key
+from serve_app.core.storage import OutputStore
+from serve_app.core.telemetry import inject, task_attributes
+from serve_app.core.types import GenerateParams
+from serve_app.inputs import decode_base64, decode_image, fetch_url
+from serve_app.protocol import ModelInfo, TaskCreated, TaskResult, TaskView
+from serve_app.rules import image_source
+from serve_app.tasks.state import Task
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+async def call(ref) -> Any:
+    """Await an actor call; our own errors come back as themselves, not wrapped by Ray."""
+    try:
+        return await ref
+    except Exception as exc:
+        err = unwrap_remote_error(exc)
+        if isinstance(err, TesseraError):
+            raise err from None
+        raise
+
+
+class Gateway:
+    def __init__(self, config: TesseraConfig, store: OutputStore, tasks, models):
+        self.config = config
+        self.store = store
+        self.tasks = tasks  # the task actor
+        self.models = models  # the model registry actor
+
+    # ------------------------------------------------------------ models
+
+    async def imported_model(self, tenant: str, model_id: str) -> tuple[ModelInfo, str]:
+        record = await call(self.models.get.remote(tenant, model_id))
+        return record.info, record.source
+
+    def catalog_models(self) -> list[ModelInfo]:
+        out = []
+        enabled = self.config.enabled_families()
+        for entry in CATALOG.values():
+            if entry.unsupported_reason or entry.family not in enabled:
+                continue
+            spec = FAMILIES[entry.family]
+            terms = model_terms(entry.id, entry.family, entry.license, entry.parameters,
+                                self.config)
+            out.append(ModelInfo(
+                id=entry.id, owned_by="tessera", hf_model_id=entry.id, family=entry.family,
+                pipeline_tag=spec.pipeline_tag, tasks=spec.tasks,
+                license=terms.license or "see model card",
+                requires_license_acceptance=terms.requires_license_acceptance,
+                pricing=terms.pricing, parameters=terms.parameters))
+        return out
+
+    # ------------------------------------------------------------ the submit path
+
+    async def submit(self, tenant: str, model: ModelInfo, source: str, task_id: str,
+                     created_at: float, params: GenerateParams, n: int, response_format: str,
+                     warnings: list[str]) -> TaskCreated:
+        attrs = task_attributes(task_id, tenant, model.id, model.family,
+                                **{"tessera.batch_size": len(params.seeds)})
+        for span in {telemetry.REQUEST_SPAN.get() or trace.get_current_span(),
+                     trace.get_current_span()}:
+            span.set_attributes(attrs)
+        summary = params.model_dump(include={
+            "task", "prompt", "negative_prompt", "width", "height", "num_inference_steps",
+            "guidance_scale", "strength", "seeds", "output_format"}) | {
+            "n": n, "response_format": response_format}
+        task = Task(id=task_id, tenant=tenant, model=model.id, family=model.family,
+                    source=source, params=params, created_at=created_at,
+                    deadline_at=created_at + self.config.limits.task_deadline_s,
+                    price_per_image=model.pricing.per_image, currency=model.pricing.currency,
+                    request=summary, warnings=warnings, trace=inject())
+        queued: Task = await call(self.tasks.submit.remote(task))
+        return TaskCreated(task_id=task_id, status=queued.status, model=model.id,
+                           created_at=created_at, queue_position=queued.queue_position,
+                           warnings=warnings)
+
+    # ------------------------------------------------------------ edit inputs
+
+    async def load_image(self, tenant: str, ref, param: str, mode: str = "RGB"):
+        limits = self.config.inputs
+        kind, value = image_source(ref)
+        if kind == "url":
+            data = await fetch_url(value, param=param, max_bytes=limits.max_image_bytes,
+                                   timeout_s=limits.url_timeout_s,
+                                   allow_private=limits.allow_private_urls)
+        elif kind == "upload":
+            key, _, _ = await self.find_upload(tenant, value, param)
+            data = await self.store.get_async(key)
+        else:
+            data = decode_base64(value, param=param, max_bytes=limits.max_image_bytes)
+        # Decoding is CPU work: off the event loop.
+        return await asyncio.to_thread(decode_image, data, param=param, mode=mode,
+                                       max_bytes=limits.max_image_bytes,
+                                       max_pixels=limits.max_image_pixels)
+
+    async def store_inputs(self, tenant: str, task_id: str, images: list, mask,
+                           size: tuple[int, int], warnings: list[str],
+                           ) -> tuple[list[str], str | None]:
+        """Inputs go to the store (not into actor messages), the mask at the output size;
+        returns their keys."""
+        keys = []
+        for i, image in enumerate(images):
+            key = input_key(tenant, task_id, f"image{i}")
+            await self._put_png(key, image)
+            keys.append(key)
+        if mask is None:
+            return keys, None
+        if mask.size != size:
+            warnings.append(f"mask_image resized from {mask.size[0]}x{mask.size[1]} to "
+                            f"{size[0]}x{size[1]}")
+            mask = mask.resize(size, resample=0)  # nearest: keep the mask binary
+        mask_key = input_key(tenant, task_id, "mask")
+        await self._put_png(mask_key, mask)
+        return keys, mask_key
+
+    async def _put_png(self, key: str, image) -> None:
+        await self.store.put_async(key, await asyncio.to_thread(encode_image, image, "png"),
+                                   "image/png")
+
+    async def find_upload(self, tenant: str, upload_id: str,
+                          param: str = "upload_id") -> tuple[str, int, str]:
+        """The tenant's upload: the key holds the tenant, so another's id is never found."""
+        for content_type in UPLOAD_TYPES:
+            key = upload_key(tenant, upload_id, content_type)
+            try:
+                size, _ = await self.store.stat_async(key)
+            except NotFoundError:
+                continue
+            cap = self.config.storage.max_upload_bytes
+            if size > cap:
+                raise PayloadTooLargeError(f"upload {upload_id} is {size} bytes, over the "
+                                           f"{cap} limit", param=param)
+            return key, size, content_type
+        raise UnknownUploadError(f"no upload {upload_id!r} (or nothing was PUT to it yet)",
+                                 param=param)
+
+    # ------------------------------------------------------------ reading tasks
+
+    async def task_view(self, task: Task, base_url: str, with_b64: bool = True) -> TaskView:
+        view = TaskView(**task.model_dump(include={
+            "id", "status", "model", "family", "created_at", "updated_at", "started_at",
+            "completed_at", "queue_position", "history", "request", "warnings", "error"}))
+        out = task.result
+        if out is not None:
+            want_b64 = with_b64 and task.request.get("response_format") == "b64_json"
+            data = []
+            for image in out.images:
+                item = {"seed": image.seed, "content_type": image.content_type,
+                        "url": self.store.url(image.key, base_url,
+                                              self.config.storage.url_ttl_s)}
+                if want_b64:
+                    item["b64_json"] = base64.b64encode(
+                        await self.store.get_async(image.key)).decode()
+                data.append(item)
+            view.result = TaskResult(data=data, usage=out.usage, width=out.width,
+                                     height=out.height, timings_ms=out.timings_ms)
+        return view
+
+    def created_now(self) -> tuple[str, float]:
+        return new_id("task"), time.time()

@@ -1,0 +1,46 @@
+"""Models: validate a checkpoint, import it, list what can be called."""
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Query
+
+from serve_app.api.deps import authenticate, gateway
+from serve_app.api.gateway import Gateway, call, new_id
+from serve_app.protocol import (
+    ImportRequest,
+    ModelInfo,
+    ModelList,
+    ValidateRequest,
+    ValidateResponse,
+)
+from serve_app.validation import validate
+
+router = APIRouter()
+
+# "image-to-image" lists everything that edits: img2img, inpainting, instruction edits
+EDIT_TASKS = {"image-to-image", "inpaint", "edit"}
+
+
+@router.post("/v1/my-models/validate-hf", response_model=ValidateResponse)
+async def validate_hf(body: ValidateRequest, tenant: str = Depends(authenticate),
+                      gw: Gateway = Depends(gateway)):
+    # Reads the disk and maybe the Hub, and may build a tiny checkpoint: not on the loop.
+    result = await asyncio.to_thread(validate, body.hf_model_id, gw.config, new_id("val"))
+    await call(gw.models.add_validation.remote(tenant, result))
+    return result
+
+
+@router.post("/v1/my-models/import-hf", response_model=ModelInfo, status_code=201)
+async def import_hf(body: ImportRequest, tenant: str = Depends(authenticate),
+                    gw: Gateway = Depends(gateway)):
+    return await call(gw.models.import_model.remote(
+        tenant, body.validation_id, body.accepted_license, body.execution_mode, body.name))
+
+
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(task: str | None = Query(None), tenant: str = Depends(authenticate),
+                      gw: Gateway = Depends(gateway)):
+    imported = await call(gw.models.list.remote(tenant))
+    wanted = EDIT_TASKS if task == "image-to-image" else {task}
+    return ModelList(data=[m for m in gw.catalog_models() + imported
+                           if task is None or wanted & set(m.tasks)])

@@ -1,0 +1,208 @@
+"""The one validated configuration.
+
+`serve run` (through `build_app`), the tests and the RayService `serveConfigV2` all build a
+`TesseraConfig`. Only endpoints and secrets come from the environment (`apply_env`); everything
+else is data in this model, so a config file and the embedded defaults are checked the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    # A misspelt key in a config file should fail loudly, not be ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class AutoscalingSettings(_Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(5.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+    downscale_to_zero_delay_s: float | None = None
+    look_back_period_s: float = Field(30.0, gt=0, description="window the load is averaged over")
+
+
+class DeploymentSettings(_Strict):
+    """How one Serve deployment is placed and scaled."""
+
+    num_replicas: int | None = Field(None, ge=1,
+                                     description="fixed replica count; None = autoscale")
+    autoscaling: AutoscalingSettings = AutoscalingSettings()
+    num_cpus: float = Field(0.1, ge=0)
+    num_gpus: float = Field(0.0, ge=0)
+    accelerator_type: str | None = None
+    max_ongoing_requests: int = Field(4, ge=1)
+
+    def serve_options(self) -> dict:
+        actor = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.accelerator_type:
+            actor["accelerator_type"] = self.accelerator_type
+        opts: dict = {"ray_actor_options": actor, "max_ongoing_requests": self.max_ongoing_requests}
+        if self.num_replicas is not None:
+            opts["num_replicas"] = self.num_replicas
+        else:
+            opts["autoscaling_config"] = self.autoscaling.model_dump(exclude_none=True)
+        return opts
+
+
+class FamilySettings(DeploymentSettings):
+    enabled: bool = True
+    max_models_per_replica: int = Field(2, ge=1)
+    max_batch_size: int = Field(
+        4, ge=1, description="most tasks Serve gathers into one batch, and most images in one "
+        "pipeline call (a task asking for more runs alone); 1 turns batching off. A replica "
+        "holds at most max_ongoing_requests tasks, so batches are no bigger than that")
+    batch_wait_timeout_s: float = Field(
+        0.05, ge=0, description="how long a batch waits for more tasks after its first")
+    max_queued: int = Field(1000, ge=1, description="queued tasks per family before 429")
+    torch_threads: int | None = Field(
+        None, ge=1, description="CPU execution: intra-op threads; default: as Ray sets them "
+                                "(OMP_NUM_THREADS from the replica's num_cpus)")
+    dispatch_concurrency: int | None = Field(
+        None, ge=1, description="tasks sent to the deployment at once; default replicas x ongoing")
+    cold_start_deadline_s: float | None = Field(
+        None, gt=0, description="a task handed to the family that has not started within this "
+        "fails with cold_start_timeout: scaling up from zero, a new GPU node and the model load "
+        "must fit in it; None: only the task deadline applies")
+
+
+class LocalStoreSettings(_Strict):
+    subdir: str = "outputs"
+
+
+class S3StoreSettings(_Strict):
+    endpoint: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+    bucket: str = "tessera-outputs"
+    secure: bool = False
+    region: str = "us-east-1"
+
+
+class StorageSettings(_Strict):
+    url_ttl_s: int = Field(3600, ge=1, le=7 * 24 * 3600)
+    public_base_url: str | None = None
+    retention_days: float | None = Field(None, gt=0, description="delete outputs older than")
+    retention_sweep_interval_s: float = Field(600.0, gt=0)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    upload_ttl_s: int = Field(900, ge=1, le=7 * 24 * 3600)
+    local: LocalStoreSettings = LocalStoreSettings()
+    s3: S3StoreSettings = S3StoreSettings()
+
+    @property
+    def backend(self) -> Literal["local", "s3"]:
+        return "s3" if self.s3.endpoint else "local"
+
+
+class PricingSettings(_Strict):
+    currency: str = "USD"
+    per_model: dict[str, float] = Field(default_factory=dict,
+                                        description="price per image by catalog id; overrides")
+    per_family: dict[str, float] = Field(default_factory=dict)
+    default_per_image: float = 0.01
+
+
+class InputSettings(_Strict):
+    """Input images of edits."""
+
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_image_pixels: int = Field(4096 * 4096, ge=1, description="decompression-bomb guard")
+    url_timeout_s: float = Field(10.0, gt=0)
+    allow_private_urls: bool = Field(False, description="let image_url reach loopback/private")
+
+
+class TracingSettings(_Strict):
+    exporter: Literal["none", "console", "file", "otlp"] = Field(
+        "none", description="otlp for clusters; console or file for local runs")
+    path: str | None = Field(None, description="file exporter; default <data_dir>/traces.jsonl")
+    otlp_endpoint: str | None = Field(None, description="e.g. http://otel-collector:4318")
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    service_name: str = "tessera"
+
+
+class LimitSettings(_Strict):
+    task_deadline_s: float = Field(900.0, gt=0)
+    max_queued_per_tenant: int = Field(500, ge=1)
+
+
+class TesseraConfig(_Strict):
+    data_dir: str = "./.tessera"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    instance: str = Field("tessera", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
+                          description="names the task and model actors; one per Ray cluster")
+    # The ingress only awaits actors and the store: many requests in flight cost little.
+    ingress: DeploymentSettings = DeploymentSettings(num_replicas=1, max_ongoing_requests=128)
+    families: dict[str, FamilySettings] | None = Field(
+        None, description="listed: deployed (with `enabled` to switch one off); omitted: every "
+        "family with its defaults. Names are checked against the registry where the app is built")
+    storage: StorageSettings = StorageSettings()
+    pricing: PricingSettings = PricingSettings()
+    limits: LimitSettings = LimitSettings()
+    inputs: InputSettings = InputSettings()
+    tracing: TracingSettings = TracingSettings()
+    build_tiny_models: bool = True
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    def enabled_families(self) -> dict[str, FamilySettings]:
+        """The deployed families (of a config whose families the builder has resolved)."""
+        return {name: s for name, s in (self.families or {}).items() if s.enabled}
+
+
+def default_family_settings(warm: bool) -> FamilySettings:
+    """A family not named in the config: warm (one replica always up) or scaled to zero until
+    its first task, with a cold-start deadline."""
+    if warm:
+        return FamilySettings()
+    cold = AutoscalingSettings(min_replicas=0, max_replicas=1, downscale_delay_s=300,
+                               downscale_to_zero_delay_s=600)
+    return FamilySettings(autoscaling=cold, cold_start_deadline_s=600)
+
+
+ENV_VARS = {
+    "TESSERA_DATA_DIR": ("data_dir",),
+    "TESSERA_S3_ENDPOINT": ("storage", "s3", "endpoint"),
+    "TESSERA_S3_ACCESS_KEY": ("storage", "s3", "access_key"),
+    "TESSERA_S3_SECRET_KEY": ("storage", "s3", "secret_key"),
+    "TESSERA_S3_BUCKET": ("storage", "s3", "bucket"),
+    "TESSERA_S3_SECURE": ("storage", "s3", "secure"),
+    "TESSERA_S3_REGION": ("storage", "s3", "region"),
+    "TESSERA_PUBLIC_BASE_URL": ("storage", "public_base_url"),
+    "TESSERA_OTLP_ENDPOINT": ("tracing", "otlp_endpoint"),
+}
+
+
+def apply_env(raw: dict, environ: dict[str, str] | None = None) -> dict:
+    """Overlay endpoint and secret variables onto a raw config dict (the env wins)."""
+    environ = os.environ if environ is None else environ
+    out = _deepcopy(raw)
+    for var, path in ENV_VARS.items():
+        if environ.get(var):
+            node = out
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = environ[var]
+    return out
+
+
+def load_config(args: dict | None = None, environ: dict[str, str] | None = None) -> TesseraConfig:
+    """Validate args (a serve config's `args`, or {} for the embedded defaults) plus the env.
+
+    The data dir is made absolute here so every replica, whatever its working directory,
+    writes to the same place.
+    """
+    cfg = TesseraConfig.model_validate(apply_env(dict(args or {}), environ))
+    return cfg.model_copy(update={"data_dir": str(Path(cfg.data_dir).expanduser().resolve())})
+
+
+def _deepcopy(d: dict) -> dict:
+    return {k: _deepcopy(v) if isinstance(v, dict) else v for k, v in d.items()}

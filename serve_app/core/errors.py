@@ -1,0 +1,182 @@
+"""One error vocabulary for the whole service.
+
+Everything below the routes raises a `TesseraError` subclass; `install_error_handlers` is the one
+place that turns them (and FastAPI's own validation and routing errors) into
+`{"error": {"code", "message", "param"}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger("tessera.errors")
+
+
+class TesseraError(Exception):
+    status_code = 400
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "param": self.param}}
+
+    # Ray re-raises remote exceptions by pickling them; keep every field through the round trip.
+    def __reduce__(self):
+        return (_rebuild, (type(self), self.message, self.param, self.code, self.headers))
+
+
+def _rebuild(cls, message, param, code, headers):
+    return cls(message, param=param, code=code, headers=headers)
+
+
+class InvalidRequestError(TesseraError):
+    status_code = 400
+    code = "invalid_request"
+
+
+class AuthenticationError(TesseraError):
+    status_code = 401
+    code = "invalid_api_key"
+
+
+class NotFoundError(TesseraError):
+    status_code = 404
+    code = "not_found"
+
+
+class UnknownModelError(NotFoundError):
+    code = "model_not_found"
+
+
+class UnknownValidationError(NotFoundError):
+    code = "validation_not_found"
+
+
+class TaskNotFoundError(NotFoundError):
+    code = "task_not_found"
+
+
+class UnknownUploadError(NotFoundError):
+    code = "upload_not_found"
+
+
+class ExpiredError(NotFoundError):
+    code = "expired"
+
+
+class LicenseNotAcceptedError(TesseraError):
+    status_code = 400
+    code = "license_acceptance_required"
+
+
+class UnsupportedModelError(TesseraError):
+    status_code = 400
+    code = "model_not_supported"
+
+
+class UnsupportedTaskError(TesseraError):
+    """The model exists but cannot do what was asked (e.g. an edit-only model on /generations)."""
+    status_code = 400
+    code = "unsupported_task"
+
+
+class PayloadTooLargeError(TesseraError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class RateLimitedError(TesseraError):
+    status_code = 429
+    code = "rate_limited"
+
+
+class QueueFullError(TesseraError):
+    status_code = 429
+    code = "queue_full"
+
+
+class ServiceUnavailableError(TesseraError):
+    status_code = 503
+    code = "service_unavailable"
+
+
+class StorageUnavailableError(ServiceUnavailableError):
+    code = "storage_unavailable"
+
+
+class InvalidSignatureError(TesseraError):
+    status_code = 403
+    code = "invalid_signature"
+
+
+class ImageFetchError(TesseraError):
+    status_code = 400
+    code = "image_fetch_failed"
+
+
+class ForbiddenURLError(TesseraError):
+    status_code = 400
+    code = "image_url_not_allowed"
+
+
+class InvalidTransitionError(Exception):
+    """A task state change the state machine does not allow (a bug, never a client error)."""
+
+
+def _loc_to_param(loc: tuple | list) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def install_error_handlers(app) -> None:
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    def body(code: str, message: str, param: str | None) -> dict:
+        return {"error": {"code": code, "message": message, "param": param}}
+
+    @app.exception_handler(TesseraError)
+    async def _tessera(_: Request, exc: TesseraError):
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+        param = _loc_to_param(first.get("loc", ()))
+        message = first.get("msg", "invalid request")
+        if param:
+            message = f"{param}: {message}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more problem(s))"
+        return JSONResponse(body("invalid_request", message, param), status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "invalid_api_key"}
+        code = codes.get(exc.status_code, "http_error")
+        return JSONResponse(body(code, str(exc.detail), None), status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception):
+        logger.exception("unhandled error")
+        return JSONResponse(body("internal_error", "internal server error", None), status_code=500)
+
+
+def unwrap_remote_error(exc: BaseException) -> BaseException:
+    """Ray wraps an exception raised in another process; the original (with its fields) is its
+    `.cause`. The one place that unwraps them."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc

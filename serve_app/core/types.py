@@ -1,0 +1,156 @@
+"""The types every layer shares: what a model family is, what one task asks of it, and the
+typed events a family server streams back.
+
+A task's parameters take one form from the ingress to the pipeline call: `GenerateParams`,
+built and validated once by the ingress (`protocol`), stored in the task, and sent to the family
+server inside a `GenerateRequest`. The server answers with a stream of `Started`, `Step` and
+finally `GenerateResult` events, which the task actor consumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Callable, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TaskKind = Literal["text-to-image", "image-to-image", "inpaint", "edit"]
+OutputFormat = Literal["png", "jpeg", "webp"]
+
+
+class ParameterSpec(BaseModel):
+    """Defaults and bounds of one model's parameters, as the API reports and enforces them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    num_inference_steps: int = 28
+    min_steps: int = 1
+    max_steps: int = 50
+    guidance_scale: float | None = Field(3.5, description="None: the model takes no guidance")
+    max_guidance_scale: float = 20.0
+    width: int = 1024
+    height: int = 1024
+    min_side: int = 64
+    max_side: int = 2048
+    max_pixels: int = 2048 * 2048
+    negative_prompt: bool = False
+    strength: float = 0.8
+    max_input_images: int = 1
+
+
+def tiny_parameters(real: ParameterSpec) -> ParameterSpec:
+    """A tiny checkpoint's parameters: the real model's, with few steps and small images."""
+    return real.model_copy(update={"num_inference_steps": 4, "width": 256, "height": 256,
+                                   "max_side": 1024, "max_pixels": 1024 * 1024})
+
+
+class GenerateParams(BaseModel):
+    """One task's pipeline parameters: validated and defaulted by the ingress, then unchanged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task: TaskKind = "text-to-image"
+    prompt: str
+    negative_prompt: str | None = None
+    width: int
+    height: int
+    num_inference_steps: int
+    guidance_scale: float | None
+    seeds: list[int]
+    output_format: OutputFormat = "png"
+    strength: float | None = None
+    image_keys: list[str] = []  # edits: the input images, already in the store
+    mask_key: str | None = None
+
+
+class GenerateRequest(BaseModel):
+    """What the task actor sends a family server for one attempt at one task."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    tenant: str
+    model: str  # the API's model id, for traces
+    created_at: float  # dates the output keys
+    params: GenerateParams
+    trace_context: dict[str, str] = {}  # W3C carrier: the task's trace continues in the server
+
+
+class Started(BaseModel):
+    """The task's pipeline call began (it may share the call with other tasks)."""
+
+    kind: Literal["started"] = "started"
+    batch_tasks: int = 1
+
+
+class Step(BaseModel):
+    """One denoising step of the task's pipeline call finished."""
+
+    kind: Literal["step"] = "step"
+    step: int
+    total_steps: int
+
+
+class StoredImage(BaseModel):
+    key: str
+    seed: int
+    bytes: int
+    content_type: str
+
+
+class GenerateResult(BaseModel):
+    """The task's images, stored; the last event of a successful stream."""
+
+    kind: Literal["result"] = "result"
+    images: list[StoredImage]
+    width: int  # what was made: some pipelines pick their own size
+    height: int
+    timings_ms: dict[str, float] = {}
+
+
+GenerateEvent = Annotated[Union[Started, Step, GenerateResult], Field(discriminator="kind")]
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A model family as data: which diffusers pipelines, which defaults, how to batch."""
+
+    name: str
+    display_name: str
+    # diffusers pipeline class per task; the model's own class (model_index.json) is one of them
+    pipelines: dict[str, str]
+    parameters: ParameterSpec
+    # further model_index.json classes that belong to this family
+    extra_classes: tuple[str, ...] = ()
+    # constant keyword arguments of every pipeline call (dropped where a pipeline lacks them)
+    call_kwargs: dict[str, Any] = field(default_factory=dict)
+    # the keyword this family's pipelines take the API's guidance_scale as
+    guidance_kwarg: str | None = "guidance_scale"
+    # whether `image` is a list of reference images (several refs) rather than one image
+    multi_image: bool = False
+    # pipelines that take one prompt and make n images with num_images_per_prompt
+    single_prompt: bool = False
+    # text encoders that pad a batch to its longest prompt: another prompt in the batch would
+    # change the sequence length and so the bits, so only the same prompt shares a call
+    batch_by_prompt: bool = False
+    # kept warm by the default config (one replica always up); the others scale to zero
+    warm_by_default: bool = False
+    # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained
+    build_tiny: Callable[[str], None] | None = None
+    tiny_parameters: ParameterSpec | None = None
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.pipelines)
+
+    @property
+    def pipeline_tag(self) -> str:
+        return "text-to-image" if "text-to-image" in self.pipelines else "image-to-image"
+
+    @property
+    def pipeline_classes(self) -> tuple[str, ...]:
+        return tuple(self.pipelines.values()) + self.extra_classes
+
+    @property
+    def deployment_name(self) -> str:
+        return f"family-{self.name}"

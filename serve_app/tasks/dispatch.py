@@ -1,0 +1,150 @@
+"""Dispatch: per family, the next task round-robin across tenants, sent to the family server.
+
+A bounded number of tasks is in flight per family (`dispatch_concurrency`, default replicas x
+`max_ongoing_requests`). Each runs as one streaming call: the server's `Started` event moves the
+task to in_progress, its `GenerateResult` completes it. A task whose replica dies is queued
+again (up to `MAX_ATTEMPTS`); a task that did not start within the family's cold-start deadline,
+or did not finish before its own deadline, fails with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from serve_app.core.errors import TesseraError, unwrap_remote_error
+from serve_app.core.metrics import m
+from serve_app.core.telemetry import extract, inject, task_attributes, tracer
+from serve_app.core.types import GenerateRequest, GenerateResult, Started
+from serve_app.tasks.ledger import Ledger
+from serve_app.tasks.state import IN_PROGRESS, MAX_ATTEMPTS, QUEUED, Task
+
+logger = logging.getLogger("tessera.tasks")
+
+
+def replica_lost(exc: BaseException) -> bool:
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+    return isinstance(exc, (ActorDiedError, ActorUnavailableError, RayActorError))
+
+
+def dispatch_slots(settings: dict) -> int:
+    if settings.get("dispatch_concurrency"):
+        return settings["dispatch_concurrency"]
+    replicas = settings.get("num_replicas") or settings["autoscaling"]["max_replicas"]
+    return max(1, replicas * settings["max_ongoing_requests"])
+
+
+class FamilyDispatcher:
+    def __init__(self, ledger: Ledger, family: str, handle: Any, settings: dict):
+        self.ledger = ledger
+        self.family = family
+        self.handle = handle
+        self.settings = settings
+        self.slots = asyncio.Semaphore(dispatch_slots(settings))
+        self.inflight: dict[str, asyncio.Task] = {}
+        self.loop = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        queue = self.ledger.queues[self.family]
+        while True:
+            await self.slots.acquire()
+            task = None
+            while task is None:
+                task_id = queue.pop()
+                if task_id is None:
+                    queue.changed.clear()
+                    await queue.changed.wait()
+                    continue
+                candidate = self.ledger.tasks.get(task_id)
+                task = candidate if candidate is not None and not candidate.done else None
+            m().queue_depth.set(len(queue), tags={"family": self.family})
+            self.inflight[task.id] = asyncio.create_task(self._traced_run(task))
+
+    async def _traced_run(self, task: Task) -> None:
+        """Continue the submit request's trace: the wait in the queue, then the dispatch."""
+        attrs = task_attributes(task.id, task.tenant, task.model, task.family,
+                                **{"tessera.attempt": task.attempts + 1})
+        parent = extract(task.trace)
+        queued = tracer().start_span("tessera.queue", context=parent, attributes=attrs,
+                                     start_time=int(task.created_at * 1e9))
+        queued.end()
+        with tracer().start_as_current_span("tessera.dispatch", context=parent,
+                                            attributes=attrs) as span:
+            try:
+                await self._run(task)
+            finally:
+                self.inflight.pop(task.id, None)
+                self.slots.release()
+            span.set_attribute("tessera.status", task.status)
+            if task.error:
+                span.set_attribute("tessera.error_code", task.error.code)
+
+    async def _run(self, task: Task) -> None:
+        task.attempts += 1
+        request = GenerateRequest(task_id=task.id, tenant=task.tenant, model=task.model,
+                                  created_at=task.created_at, params=task.params,
+                                  trace_context=inject())
+        handle = self.handle.options(multiplexed_model_id=task.source, stream=True)
+        stream = handle.generate.remote(request)
+        started = asyncio.Event()
+        consume = asyncio.ensure_future(self._consume(task, stream, started))
+        try:
+            if not await self._started_in_time(task, consume, started):
+                return
+            output = await asyncio.wait_for(
+                consume, timeout=max(task.deadline_at - time.time(), 0.01))
+            if not task.done:
+                if task.status == QUEUED:  # a stream that skipped Started: start it now
+                    self.ledger.start(task)
+                self.ledger.complete(task, output)
+        except asyncio.TimeoutError:
+            self.ledger.fail(task, "timeout", "the task did not finish before its deadline")
+        except Exception as exc:  # every failure must end the task, never leave it running
+            err = unwrap_remote_error(exc)
+            if replica_lost(err) and task.attempts < MAX_ATTEMPTS and not task.done:
+                logger.warning("replica lost while running %s; requeueing", task.id)
+                self.ledger.requeue(task)
+            elif isinstance(err, TesseraError):
+                self.ledger.fail(task, err.code, err.message)
+            else:
+                logger.exception("task %s failed", task.id)
+                self.ledger.fail(task, "generation_failed", f"{type(err).__name__}: {err}"[:500])
+        finally:
+            # a stream that did not end by itself (deadline, cold start) is cancelled, so the
+            # server drops the task from its batch queue
+            if not consume.done() or consume.cancelled():
+                consume.cancel()
+                stream.cancel()
+
+    async def _consume(self, task: Task, stream, started: asyncio.Event) -> GenerateResult:
+        async for event in stream:
+            if isinstance(event, Started):
+                started.set()
+                if task.status == QUEUED:
+                    self.ledger.start(task)
+            elif isinstance(event, GenerateResult):
+                return event
+        raise RuntimeError("the family server ended the task's stream without a result")
+
+    async def _started_in_time(self, task: Task, consume: asyncio.Future,
+                               started: asyncio.Event) -> bool:
+        """The family's cold-start deadline: from hand-off to the pipeline starting."""
+        limit = self.settings.get("cold_start_deadline_s")
+        if not limit or limit >= task.deadline_at - time.time():
+            return True
+        waiter = asyncio.ensure_future(started.wait())
+        try:
+            await asyncio.wait({consume, waiter}, timeout=limit,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if consume.done() or started.is_set() or task.status == IN_PROGRESS:
+            return True
+        self.ledger.fail(task, "cold_start_timeout",
+                         f"no {task.family} replica started the task within {limit:g} s of it "
+                         "being handed to the family (scaling up from zero, placing it on a GPU "
+                         "node and loading the model must fit in that); retry later")
+        return False

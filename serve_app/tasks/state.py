@@ -1,0 +1,102 @@
+"""A task's state machine and record: queued -> in_progress -> completed | failed.
+
+`Task` is what the ingress submits, what the task actor keeps and what it answers reads with:
+one typed record from the 202 to the last poll. Every transition is timestamped in `history`;
+completing a task bills it (`usage`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel
+
+from serve_app.core.errors import InvalidTransitionError
+from serve_app.core.types import GenerateParams, GenerateResult, StoredImage
+from serve_app.protocol import TaskError, Usage
+
+QUEUED, IN_PROGRESS, COMPLETED, FAILED = "queued", "in_progress", "completed", "failed"
+TERMINAL = frozenset({COMPLETED, FAILED})
+# in_progress -> queued is the retry after the replica running the task died.
+TRANSITIONS = {
+    QUEUED: frozenset({IN_PROGRESS, FAILED}),
+    IN_PROGRESS: frozenset({COMPLETED, FAILED, QUEUED}),
+    COMPLETED: frozenset(),
+    FAILED: frozenset(),
+}
+MAX_ATTEMPTS = 3
+
+
+class TaskOutput(BaseModel):
+    images: list[StoredImage]
+    width: int
+    height: int
+    usage: Usage
+    timings_ms: dict[str, float] = {}
+
+
+class Task(BaseModel):
+    id: str
+    tenant: str
+    model: str
+    family: str
+    source: str  # what the family server loads (multiplexed model id)
+    params: GenerateParams
+    created_at: float
+    deadline_at: float
+    price_per_image: float = 0.0
+    currency: str = "USD"
+    request: dict[str, Any] = {}  # the effective parameters, as the task view shows them
+    warnings: list[str] = []
+    status: str = QUEUED
+    updated_at: float = 0.0
+    started_at: float | None = None
+    completed_at: float | None = None
+    attempts: int = 0
+    history: list[dict[str, Any]] = []
+    result: TaskOutput | None = None
+    error: TaskError | None = None
+    trace: dict[str, str] = {}  # W3C carrier of the submit request
+    queue_position: int | None = None  # filled in when read, not state
+
+    def model_post_init(self, _context: Any) -> None:
+        if not self.history:
+            self.history.append({"status": QUEUED, "at": self.created_at})
+            self.updated_at = self.created_at
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def transition(self, status: str, now: float | None = None, **fields) -> None:
+        if status not in TRANSITIONS[self.status]:
+            raise InvalidTransitionError(f"task {self.id}: {self.status} -> {status}")
+        now = time.time() if now is None else now
+        self.status = status
+        self.updated_at = now
+        error = fields.get("error")
+        self.history.append({"status": status, "at": now,
+                             **({"reason": error.code} if error else {})})
+        if status == IN_PROGRESS:
+            self.started_at = now
+        if status in TERMINAL:
+            self.completed_at = now
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def complete(self, output: GenerateResult, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        n = len(output.images)
+        usage = Usage(
+            images=n,
+            # 16x16-pixel patches, the unit hosted image APIs bill output by
+            output_tokens=(output.width // 16) * (output.height // 16) * n,
+            cost=round(self.price_per_image * n, 6), currency=self.currency,
+            runtime_ms=round((now - (self.started_at or now)) * 1000, 2))
+        self.transition(COMPLETED, now, result=TaskOutput(
+            images=output.images, width=output.width, height=output.height, usage=usage,
+            timings_ms=output.timings_ms))
+
+    def fail(self, code: str, message: str, now: float | None = None) -> None:
+        self.transition(FAILED, now, error=TaskError(code=code, message=message))

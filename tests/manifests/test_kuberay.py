@@ -1,0 +1,94 @@
+"""cluster/ray-service.yaml: generated from the one config, and valid for KubeRay v1.7.0."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from serve_app.core.config import load_config
+from serve_app.kuberay import render
+from tests.support.crd import CLUSTER, SHARED, docs, validate
+
+
+def test_manifest_is_generated_not_hand_edited(manifest):
+    source = yaml.safe_load((CLUSTER / "tessera-cluster.yaml").read_text())
+    assert docs(render(source)) == manifest, (
+        "cluster/ray-service.yaml is stale: run python -m serve_app.kuberay "
+        "cluster/tessera-cluster.yaml > cluster/ray-service.yaml")
+
+
+def test_ray_service_passes_the_crd_and_operator_checks(ray_service):
+    assert validate(ray_service) == []
+
+
+@pytest.mark.parametrize("sample", sorted((SHARED / "samples").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_validator_accepts_the_official_samples(sample):
+    for doc in docs(sample.read_text()):
+        if doc.get("kind") in ("RayService", "RayCluster"):
+            assert validate(doc) == [], sample.name
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    (lambda d: d["spec"]["rayClusterConfig"]["workerGroupSpecs"][0].update(maxReplica=3),
+     "maxReplica"),
+    (lambda d: d["spec"]["rayClusterConfig"].update(enableInTreeAutoscale=True),
+     "enableInTreeAutoscale"),
+    (lambda d: d["metadata"].update(name="a" * 48), "47"),
+    (lambda d: d["spec"]["rayClusterConfig"]["workerGroupSpecs"][0].update(replicas=99),
+     "maxReplicas"),
+    (lambda d: d["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"].update(
+        containers=[]), "container"),
+])
+def test_validator_catches_mistakes(ray_service, mutate, expect):
+    broken = copy.deepcopy(ray_service)
+    mutate(broken)
+    errors = validate(broken)
+    assert errors and any(expect in e for e in errors), errors
+
+
+def _known_keys(model) -> set[str]:
+    return set(model.__fields__) | {f.alias for f in model.__fields__.values() if f.alias}
+
+
+def test_serve_config_is_valid_for_ray_and_for_tessera(ray_service):
+    from ray.serve.schema import HTTPOptionsSchema, ServeApplicationSchema, ServeDeploySchema
+
+    serve_cfg = yaml.safe_load(ray_service["spec"]["serveConfigV2"])
+    ServeDeploySchema.parse_obj(serve_cfg)
+    # Ray's schema ignores unknown keys: check every name ourselves
+    assert set(serve_cfg) <= _known_keys(ServeDeploySchema)
+    assert set(serve_cfg["http_options"]) <= _known_keys(HTTPOptionsSchema)
+    (app,) = serve_cfg["applications"]
+    assert set(app) <= _known_keys(ServeApplicationSchema)
+    assert app["import_path"] == "serve_app.builder:build_app"
+    config = load_config(app["args"], environ={})  # our own model rejects unknown keys
+    assert config.families["flux"].num_gpus == 1
+
+
+def test_cluster_shape(manifest, ray_service):
+    cluster = ray_service["spec"]["rayClusterConfig"]
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["rayVersion"] == __import__("ray").__version__
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" not in head["resources"]["limits"]
+    for group in cluster["workerGroupSpecs"]:
+        pod = group["template"]["spec"]
+        assert int(pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+        assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    env = {e["name"]: e for e in head["env"]}
+    assert {"TESSERA_S3_ENDPOINT", "TESSERA_S3_ACCESS_KEY", "TESSERA_S3_SECRET_KEY",
+            "TESSERA_OTLP_ENDPOINT", "TESSERA_API_KEYS", "HF_HOME"} <= set(env)
+    assert env["TESSERA_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "tessera-minio"
+    pvc = next(d for d in manifest if d["kind"] == "PersistentVolumeClaim")
+    mounts = {m["name"]: m["mountPath"] for m in head["volumeMounts"]}
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName")
+              for v in cluster["headGroupSpec"]["template"]["spec"]["volumes"]}
+    hf_volume = next(name for name, path in mounts.items() if path == env["HF_HOME"]["value"])
+    assert claims[hf_volume] == pvc["metadata"]["name"]  # weights are downloaded once
+    minio = docs((CLUSTER / "minio.yaml").read_text())
+    assert env["TESSERA_S3_ENDPOINT"]["value"].split(":")[0] == next(
+        d for d in minio if d["kind"] == "Service")["metadata"]["name"]

@@ -1,0 +1,221 @@
+"""The dispatcher and deadline logic of the task actor, driven with a stand-in handle.
+
+The stand-in replaces only the DeploymentHandle (the network hop to a family replica); the
+integration tests drive the same code through Ray and real pipelines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from ray.exceptions import ActorDiedError
+
+from serve_app.core.config import load_config
+from serve_app.core.errors import (
+    ExpiredError,
+    QueueFullError,
+    RateLimitedError,
+    StorageUnavailableError,
+)
+from serve_app.core.types import GenerateParams, GenerateResult, Started, StoredImage
+from serve_app.tasks.actor import TaskManager
+from serve_app.tasks.state import Task
+
+
+class Stream:
+    """Stands in for Serve's streaming response: `Started`, then the behaviour's result."""
+
+    def __init__(self, coro):
+        self._task = asyncio.ensure_future(coro)
+        self.cancelled = False
+
+    def __aiter__(self):
+        return self._events()
+
+    async def _events(self):
+        yield Started()
+        out = await self._task
+        yield GenerateResult(images=[StoredImage(bytes=0, content_type="image/png", **im)
+                                     for im in out["images"]],
+                             width=out["width"], height=out["height"])
+
+    def cancel(self):
+        self.cancelled = True
+        self._task.cancel()
+
+
+class Handle:
+    """Answers generate() by streaming what `behaviour(request as a dict, attempt)` returns."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.calls: list[dict] = []
+        self.responses: list[Stream] = []
+
+    def options(self, **_):
+        return self
+
+    @property
+    def generate(self):
+        return self
+
+    def remote(self, request):
+        self.calls.append(request.model_dump())
+        r = Stream(self.behaviour(self.calls[-1], len(self.calls)))
+        self.responses.append(r)
+        return r
+
+
+def config(tmp_path, max_queued_per_tenant=10, **storage):
+    return load_config({
+        "data_dir": str(tmp_path),
+        "families": {"flux": {"max_queued": 3, "dispatch_concurrency": 1, "num_replicas": 1}},
+        "limits": {"max_queued_per_tenant": max_queued_per_tenant},
+        "storage": storage}, environ={}).model_dump()
+
+
+def task(i, tenant="a", deadline=30.0):
+    now = time.time()
+    params = GenerateParams(prompt="p", width=64, height=64, num_inference_steps=2,
+                            guidance_scale=None, seeds=[1])
+    return Task(id=f"t{i}", tenant=tenant, model="m", family="flux", source="s",
+                params=params, created_at=now, deadline_at=now + deadline, price_per_image=0.1)
+
+
+async def ok(params, attempt):
+    await asyncio.sleep(0.01)
+    return {"images": [{"key": "k", "seed": 1}], "width": 64, "height": 64}
+
+
+async def until_done(tm, task_id, tenant="a", timeout=5.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        view = (await tm.get(task_id, tenant)).model_dump()
+        if view["status"] in ("completed", "failed"):
+            return view
+        await asyncio.sleep(0.01)
+    raise AssertionError(view)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_completes_and_fails_with_reason(tmp_path):
+    async def main():
+        async def behaviour(params, attempt):
+            if params["task_id"] == "t2":
+                raise StorageUnavailableError("store down")
+            if params["task_id"] == "t3":
+                raise ValueError("boom")
+            return await ok(params, attempt)
+
+        tm = TaskManager()
+        await tm.configure(config(tmp_path), {"flux": Handle(behaviour)})
+        for i in (1, 2, 3):
+            await tm.submit(task(i))
+        done = [await until_done(tm, f"t{i}") for i in (1, 2, 3)]
+        assert done[0]["status"] == "completed"
+        assert done[1]["error"] == {"code": "storage_unavailable", "message": "store down"}
+        assert done[2]["error"]["code"] == "generation_failed"
+        assert "boom" in done[2]["error"]["message"]
+    run(main())
+
+
+def test_deadline_fails_running_task_and_cancels_it(tmp_path):
+    async def main():
+        async def slow(params, attempt):
+            await asyncio.sleep(30)
+
+        handle = Handle(slow)
+        tm = TaskManager()
+        await tm.configure(config(tmp_path), {"flux": handle})
+        await tm.submit(task(1, deadline=0.3))
+        view = await until_done(tm, "t1")
+        assert view["error"]["code"] == "timeout"
+        await asyncio.sleep(0.05)
+        assert handle.responses[0].cancelled
+    run(main())
+
+
+def test_queued_task_past_deadline_fails_without_running(tmp_path):
+    async def main():
+        async def slow(params, attempt):
+            await asyncio.sleep(3)
+            return await ok(params, attempt)
+
+        handle = Handle(slow)
+        tm = TaskManager()
+        await tm.configure(config(tmp_path), {"flux": handle})
+        await tm.submit(task(1, deadline=10))
+        await tm.submit(task(2, deadline=0.5))  # waits behind t1 (one slot)
+        view = await until_done(tm, "t2")
+        assert view["status"] == "failed" and view["error"]["code"] == "timeout"
+        assert (await until_done(tm, "t1"))["status"] == "completed"
+        assert [c["task_id"] for c in handle.calls] == ["t1"]
+    run(main())
+
+
+def test_lost_replica_requeues_then_succeeds(tmp_path):
+    async def main():
+        async def flaky(params, attempt):
+            if attempt == 1:
+                raise ActorDiedError()
+            return await ok(params, attempt)
+
+        tm = TaskManager()
+        await tm.configure(config(tmp_path), {"flux": Handle(flaky)})
+        await tm.submit(task(1))
+        view = await until_done(tm, "t1")
+        assert view["status"] == "completed" and view["attempts"] == 2
+    run(main())
+
+
+def test_queue_caps(tmp_path):
+    async def main():
+        async def slow(params, attempt):
+            await asyncio.sleep(5)
+
+        tm = TaskManager()
+        await tm.configure(config(tmp_path, 2), {"flux": Handle(slow)})
+        await tm.submit(task(1))
+        await asyncio.sleep(0.05)  # t1 dispatched, no longer queued
+        await tm.submit(task(2))
+        await tm.submit(task(3))
+        with pytest.raises(RateLimitedError) as info:
+            await tm.submit(task(4))
+        assert info.value.headers["Retry-After"]
+        await tm.submit(task(5, tenant="b"))
+        with pytest.raises(QueueFullError):
+            await tm.submit(task(6, tenant="c"))
+        assert (await tm.get("t2", "a")).queue_position == 0
+        assert (await tm.get("t5", "b")).queue_position == 1
+    run(main())
+
+
+def test_retention_sweep_removes_images_and_answers_expired(tmp_path):
+    async def main():
+        async def writes(params, attempt):
+            await tm._store.put_async("a/2026/01/01/t1/0.png", b"png", "image/png")
+            return {"images": [{"key": "a/2026/01/01/t1/0.png", "seed": 1}],
+                    "width": 64, "height": 64}
+
+        tm = TaskManager()
+        await tm.configure(config(tmp_path, retention_days=1), {"flux": Handle(writes)})
+        await tm.submit(task(1))
+        await until_done(tm, "t1")
+        stray = tmp_path / "outputs" / "b" / "old.png"
+        stray.parent.mkdir(parents=True)
+        stray.write_bytes(b"x")
+        assert await tm.sweep() == {"tasks": 0, "objects": 0}
+        removed = await tm.sweep(now=time.time() + 2 * 86400)
+        assert removed == {"tasks": 1, "objects": 2}
+        assert not (tmp_path / "outputs" / "a" / "2026" / "01" / "01" / "t1" / "0.png").exists()
+        assert not stray.exists()
+        with pytest.raises(ExpiredError):
+            await tm.get("t1", "a")
+        with pytest.raises(Exception, match="not found"):
+            await tm.get("t1", "b")
+    run(main())
