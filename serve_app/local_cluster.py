@@ -78,6 +78,14 @@ def actor_nodes(class_name: str) -> list[str]:
             if a["State"] == "ALIVE" and a["ActorClassName"] == class_name]
 
 
+def actor_pids(class_name: str) -> list[int]:
+    """Process ids of the live actors of a class (e.g. "TaskManager"): what a fault test kills."""
+    import ray
+
+    return [a["Pid"] for a in ray._private.state.actors().values()
+            if a["State"] == "ALIVE" and a["ActorClassName"] == class_name]
+
+
 def gpu_family_args(max_replicas: int = 2) -> dict:
     """FLUX on one GPU per replica, reacting within seconds (demo settings, not production's)."""
     return {"families": {"flux": {"num_gpus": 1, "num_cpus": 0.5, "autoscaling": {

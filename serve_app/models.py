@@ -1,9 +1,9 @@
-"""Validations and imported models, per tenant.
+"""Validations, imported models and uploads, per tenant.
 
-`ModelRegistry` holds the state and the rules; `ModelRegistryActor` is the named Ray actor that
-owns the one copy every ingress replica talks to. What crosses to and from it is typed
-(`ValidateResponse`, `ModelRecord`, `ModelInfo`). Imported models are written to the data dir so
-they survive a restart; validations are short-lived and kept in memory.
+`ModelRegistry` holds the rules; `ModelRegistryActor` is the named Ray actor every ingress
+replica talks to, restarted by Ray when its process dies. Its state is in the database (so a
+restart loses nothing); what crosses to and from it is typed (`ValidateResponse`,
+`ModelRecord`, `ModelInfo`). A `models.json` from before the database is imported once.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from pydantic import BaseModel
 
 from serve_app.core.errors import (
     LicenseNotAcceptedError,
+    ServiceUnavailableError,
     UnknownModelError,
     UnknownValidationError,
     UnsupportedModelError,
 )
+from serve_app.db import registry as rows
 from serve_app.protocol import ModelInfo, ValidateResponse
 
 VALIDATION_TTL_S = 24 * 3600
@@ -44,27 +46,27 @@ def model_slug(hf_model_id: str) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, state_path: str | None = None):
-        self._state_path = Path(state_path) if state_path else None
-        self._validations: dict[str, tuple[str, float, ValidateResponse]] = {}
-        self._models: dict[str, ModelRecord] = {}
-        if self._state_path and self._state_path.exists():
-            self._models = {k: ModelRecord.model_validate(v) for k, v in
-                            json.loads(self._state_path.read_text()).items()}
+    def __init__(self, db_url: str, legacy_models_json: str | None = None):
+        from serve_app.db.engine import make_engine, migrate
+
+        self.engine = make_engine(db_url)
+        migrate(self.engine)
+        if legacy_models_json and Path(legacy_models_json).exists():
+            self._import_legacy(Path(legacy_models_json))
 
     def add_validation(self, tenant: str, validation: ValidateResponse) -> None:
         now = time.time()
-        self._validations = {k: v for k, v in self._validations.items()
-                             if now - v[1] < VALIDATION_TTL_S}
-        self._validations[validation.validation_id] = (tenant, now, validation)
+        self._db(rows.put_validation, validation.validation_id, tenant, now,
+                            validation.model_dump(mode="json"), now - VALIDATION_TTL_S)
 
     def import_model(self, tenant: str, validation_id: str, accepted_license: bool,
                      execution_mode: str, name: str | None = None) -> ModelInfo:
-        found = self._validations.get(validation_id)
-        if found is None or found[0] != tenant:
+        found = self._db(rows.get_validation, validation_id, tenant,
+                                    time.time() - VALIDATION_TTL_S)
+        if found is None:
             raise UnknownValidationError(f"no validation {validation_id!r}; call "
                                          "/v1/my-models/validate-hf first", param="validation_id")
-        v = found[2]
+        v = ValidateResponse.model_validate(found)
         if not v.supported:
             raise UnsupportedModelError(f"{v.hf_model_id} cannot be imported: "
                                         + "; ".join(v.errors), param="validation_id")
@@ -80,13 +82,14 @@ class ModelRegistry:
                          requires_license_acceptance=v.requires_license_acceptance,
                          pricing=v.pricing, parameters=v.parameters, created_at=time.time(),
                          execution_mode=execution_mode)
-        self._models[model_id] = ModelRecord(info=info, source=v.source,
-                                             license_accepted=accepted_license)
-        self._save()
+        record = ModelRecord(info=info, source=v.source, license_accepted=accepted_license)
+        self._db(rows.put_model, model_id, tenant, info.created_at,
+                       record.model_dump(mode="json"))
         return info
 
     def get(self, tenant: str, model_id: str) -> ModelRecord:
-        record = self._models.get(model_id)
+        found = self._db(rows.get_model, model_id)
+        record = None if found is None else ModelRecord.model_validate(found)
         # Another tenant's model answers exactly like a missing one: ids are not secrets, but
         # their existence should not leak across tenants.
         if record is None or record.info.owned_by != tenant:
@@ -96,23 +99,49 @@ class ModelRegistry:
         return record
 
     def list(self, tenant: str) -> list[ModelInfo]:
-        return [r.info for r in self._models.values() if r.info.owned_by == tenant]
+        return [ModelRecord.model_validate(r).info
+                for r in self._db(rows.tenant_models, tenant)]
 
-    def _save(self) -> None:
-        if self._state_path is None:
-            return
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self._state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: r.model_dump(mode="json") for k, r in self._models.items()}))
-        os.replace(tmp, self._state_path)
+    def add_upload(self, tenant: str, upload_id: str, key: str, content_type: str,
+                   expires_at: float) -> None:
+        self._db(rows.put_upload, upload_id, tenant, key, content_type, time.time(),
+                        expires_at)
+
+    def find_upload(self, tenant: str, upload_id: str) -> tuple[str, str] | None:
+        """(key, content type) of the tenant's upload: another tenant's id is never found."""
+        return self._db(rows.get_upload, upload_id, tenant)
+
+    def _db(self, fn, *args):
+        """A database that is away answers 503 with Retry-After, never a 500."""
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            return fn(self.engine, *args)
+        except DBAPIError as exc:
+            raise ServiceUnavailableError(
+                f"the model database is unavailable: {type(exc.orig).__name__}",
+                headers={"Retry-After": "5"}) from None
+
+    def _import_legacy(self, path: Path) -> None:
+        for model_id, raw in json.loads(path.read_text()).items():
+            record = ModelRecord.model_validate(raw)
+            if self._db(rows.get_model, model_id) is None:
+                self._db(rows.put_model, model_id, record.info.owned_by,
+                               record.info.created_at or time.time(),
+                               record.model_dump(mode="json"))
+        os.replace(path, path.with_suffix(".json.imported"))
 
 
-ModelRegistryActor = ray.remote(num_cpus=0)(ModelRegistry)
+# restarted by Ray when its process dies (its state is in the database); calls in flight are
+# retried
+ModelRegistryActor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(ModelRegistry)
 
 
-def model_registry(instance: str, data_dir: str):
+def model_registry(config):
+    from serve_app.db.engine import database_url
     from serve_app.tasks.actor import ON_HEAD
 
     return ModelRegistryActor.options(
-        name=f"{instance}-models", namespace=NAMESPACE, lifetime="detached",
-        get_if_exists=True, resources=ON_HEAD).remote(str(Path(data_dir) / "models.json"))
+        name=f"{config.instance}-models", namespace=NAMESPACE, lifetime="detached",
+        get_if_exists=True, resources=ON_HEAD).remote(
+        database_url(config), str(Path(config.data_dir) / "models.json"))

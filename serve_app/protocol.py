@@ -323,6 +323,8 @@ class TaskView(BaseModel):
     started_at: float | None = None
     completed_at: float | None = None
     queue_position: int | None = None
+    attempts: int = Field(0, description="times the task was handed to a model server: more "
+                          "than one when a server was lost while running it")
     history: list[dict[str, Any]] = []
     request: dict[str, Any] = {}
     warnings: list[str] = []

@@ -71,10 +71,10 @@ async def readyz(gw: Gateway = Depends(gateway)) -> dict:
 class Ingress:
     def __init__(self, config: dict, families: dict):
         cfg = TesseraConfig.model_validate(config)
-        task_actor = task_manager(cfg.instance)
+        # created with its config and handles, so that Ray can restart it on its own
+        task_actor = task_manager(cfg.instance, config, families)
         # what the routes reach through `deps` (this instance is the replica's servable object)
-        self.gateway = Gateway(cfg, make_store(cfg), task_actor,
-                               model_registry(cfg.instance, cfg.data_dir))
+        self.gateway = Gateway(cfg, make_store(cfg), task_actor, model_registry(cfg))
         self.keys = ApiKeys.from_env(cfg.data_dir)
         setup_tracing(cfg.tracing, cfg.data_dir, "ingress")
         setup_logging()

@@ -22,11 +22,12 @@ from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import (
     NotFoundError,
     PayloadTooLargeError,
+    ServiceUnavailableError,
     TesseraError,
     UnknownUploadError,
     unwrap_remote_error,
 )
-from serve_app.core.keys import UPLOAD_TYPES, input_key, upload_key
+from serve_app.core.keys import input_key
 from serve_app.core.storage import OutputStore
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import GenerateParams
@@ -40,10 +41,24 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
+# Ray retries a call that meets a restarting actor; past this, the client gets a 503 and retries
+ACTOR_WAIT_S = 20.0
+
+
 async def call(ref) -> Any:
-    """Await an actor call; our own errors come back as themselves, not wrapped by Ray."""
+    """Await an actor call; our own errors come back as themselves, not wrapped by Ray, and an
+    actor that is restarting (or gone) is a 503 with Retry-After, never a 500."""
+    from ray.exceptions import ActorUnavailableError, RayActorError
+
     try:
-        return await ref
+        return await asyncio.wait_for(asyncio.shield(ref), ACTOR_WAIT_S)
+    except asyncio.TimeoutError:
+        raise ServiceUnavailableError(
+            f"the task service did not answer within {ACTOR_WAIT_S:g} s (it may be restarting)",
+            headers={"Retry-After": "5"}) from None
+    except (ActorUnavailableError, RayActorError) as exc:
+        raise ServiceUnavailableError(f"the task service is restarting: {type(exc).__name__}",
+                                      headers={"Retry-After": "5"}) from None
     except Exception as exc:
         err = unwrap_remote_error(exc)
         if isinstance(err, TesseraError):
@@ -150,27 +165,30 @@ class Gateway:
 
     async def find_upload(self, tenant: str, upload_id: str,
                           param: str = "upload_id") -> tuple[str, int, str]:
-        """The tenant's upload: the key holds the tenant, so another's id is never found."""
-        for content_type in UPLOAD_TYPES:
-            key = upload_key(tenant, upload_id, content_type)
-            try:
-                size, _ = await self.store.stat_async(key)
-            except NotFoundError:
-                continue
-            cap = self.config.storage.max_upload_bytes
-            if size > cap:
-                raise PayloadTooLargeError(f"upload {upload_id} is {size} bytes, over the "
-                                           f"{cap} limit", param=param)
-            return key, size, content_type
-        raise UnknownUploadError(f"no upload {upload_id!r} (or nothing was PUT to it yet)",
-                                 param=param)
+        """The tenant's upload, once its bytes arrived: another tenant's id is never found."""
+        found = await call(self.models.find_upload.remote(tenant, upload_id))
+        missing = UnknownUploadError(f"no upload {upload_id!r} (or nothing was PUT to it yet)",
+                                     param=param)
+        if found is None:
+            raise missing
+        key, content_type = found
+        try:
+            size, _ = await self.store.stat_async(key)
+        except NotFoundError:
+            raise missing from None
+        cap = self.config.storage.max_upload_bytes
+        if size > cap:
+            raise PayloadTooLargeError(f"upload {upload_id} is {size} bytes, over the {cap} "
+                                       "limit", param=param)
+        return key, size, content_type
 
     # ------------------------------------------------------------ reading tasks
 
     async def task_view(self, task: Task, base_url: str, with_b64: bool = True) -> TaskView:
         view = TaskView(**task.model_dump(include={
             "id", "status", "model", "family", "created_at", "updated_at", "started_at",
-            "completed_at", "queue_position", "history", "request", "warnings", "error"}))
+            "completed_at", "queue_position", "attempts", "history", "request", "warnings",
+            "error"}))
         out = task.result
         if out is not None:
             want_b64 = with_b64 and task.request.get("response_format") == "b64_json"

@@ -6,7 +6,7 @@ import time
 from fastapi import APIRouter, Depends, Request
 
 from serve_app.api.deps import authenticate, gateway
-from serve_app.api.gateway import Gateway, new_id
+from serve_app.api.gateway import Gateway, call, new_id
 from serve_app.core.errors import PayloadTooLargeError
 from serve_app.core.keys import upload_key
 from serve_app.protocol import UploadCreated, UploadInfo, UploadRequest
@@ -23,6 +23,8 @@ async def create_upload(body: UploadRequest, request: Request,
     upload_id, ttl = new_id("upl"), gw.config.storage.upload_ttl_s
     key = upload_key(tenant, upload_id, body.content_type)
     url = await asyncio.to_thread(gw.store.upload_url, key, str(request.base_url), ttl)
+    await call(gw.models.add_upload.remote(tenant, upload_id, key, body.content_type,
+                                           time.time() + ttl))
     return UploadCreated(upload_id=upload_id, upload_url=url,
                          headers={"Content-Type": body.content_type},
                          expires_at=time.time() + ttl, max_bytes=cap)

@@ -130,6 +130,19 @@ class TracingSettings(_Strict):
 class LimitSettings(_Strict):
     task_deadline_s: float = Field(900.0, gt=0)
     max_queued_per_tenant: int = Field(500, ge=1)
+    keep_finished_s: float = Field(
+        300.0, ge=0, description="a finished task stays in the task actor's memory this long; "
+        "after that it is read from the database, so the actor's memory stays bounded")
+
+
+class DatabaseSettings(_Strict):
+    url: str | None = Field(
+        None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; default: "
+        "SQLite at <data_dir>/tessera.db (WAL). TESSERA_DATABASE_URL sets it (it may carry a "
+        "password, so keep it out of config files)")
+    read_wait_s: float = Field(
+        5.0, gt=0, description="how long a read waits for its task's pending commit before it "
+        "answers 503 with Retry-After (the database is unreachable meanwhile)")
 
 
 class TesseraConfig(_Strict):
@@ -145,6 +158,7 @@ class TesseraConfig(_Strict):
     storage: StorageSettings = StorageSettings()
     pricing: PricingSettings = PricingSettings()
     limits: LimitSettings = LimitSettings()
+    database: DatabaseSettings = DatabaseSettings()
     inputs: InputSettings = InputSettings()
     tracing: TracingSettings = TracingSettings()
     build_tiny_models: bool = True
@@ -170,6 +184,7 @@ def default_family_settings(warm: bool) -> FamilySettings:
 
 ENV_VARS = {
     "TESSERA_DATA_DIR": ("data_dir",),
+    "TESSERA_DATABASE_URL": ("database", "url"),
     "TESSERA_S3_ENDPOINT": ("storage", "s3", "endpoint"),
     "TESSERA_S3_ACCESS_KEY": ("storage", "s3", "access_key"),
     "TESSERA_S3_SECRET_KEY": ("storage", "s3", "secret_key"),

@@ -1,14 +1,21 @@
 """The task actor: one per Tessera instance (`<instance>-tasks` in the Ray namespace `tessera`),
 the single writer of task state.
 
-The ingress submits `Task` records and reads them back; the actor queues them per family,
-dispatches them to the family servers and consumes their event streams (`dispatch`), fails what
-passes its deadline, and applies retention. Family servers never call it.
+The ingress submits `Task` records and reads them back; the actor stores them (`db`), queues
+them per family, dispatches them to the family servers and consumes their event streams
+(`dispatch`), fails what passes its deadline, applies retention, and lets finished tasks go from
+memory. Family servers never call it.
+
+It is created with its config and the family handles, and Ray restarts it when its process
+dies (`max_restarts=-1`): every start migrates the database, reloads the unfinished tasks in
+the order they were accepted, and dispatches again. Calls made while it restarts are retried by
+Ray (`max_task_retries=-1`) and wait; every call waits until the start is done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -18,58 +25,89 @@ from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import QueueFullError, RateLimitedError, TesseraError
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import setup_logging, setup_tracing
+from serve_app.db import tasks as task_rows
+from serve_app.db.engine import database_url, make_engine, migrate
+from serve_app.db.journal import Journal
 from serve_app.tasks.dispatch import FamilyDispatcher
 from serve_app.tasks.ledger import Ledger
 from serve_app.tasks.queue import FairQueue
 from serve_app.tasks.retention import Retention
 from serve_app.tasks.state import Task
 
+logger = logging.getLogger("tessera.tasks")
+
 NAMESPACE = "tessera"
 
 
 class TaskManager:
-    def __init__(self):
+    def __init__(self, config: dict | None = None, handles: dict[str, Any] | None = None):
         self.ledger = Ledger()
         self._dispatchers: dict[str, FamilyDispatcher] = {}
         self._limits = {"max_queued_per_tenant": 500}
-        self._watchdog: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
         self._retention: Retention | None = None
-        self._sweeper: asyncio.Task | None = None
         self._store = None
+        self._ready = asyncio.Event()
+        self._configuring = asyncio.Lock()
+        if config is not None:  # a Ray actor (also after a restart): start by itself
+            self._boot = asyncio.get_running_loop().create_task(self.configure(config, handles))
 
-    # ------------------------------------------------------------ configuration
+    # ------------------------------------------------------------ start
 
     async def configure(self, config: dict, handles: dict[str, Any]) -> None:
-        """Called by every ingress replica at start: the config and the family handles."""
-        cfg = TesseraConfig.model_validate(config)
+        """The first call starts everything; later ones (each ingress replica's start) only
+        give newer family handles."""
+        async with self._configuring:
+            if self._ready.is_set():
+                for name, handle in handles.items():
+                    if name in self._dispatchers:
+                        self._dispatchers[name].handle = handle
+                return
+            await self._start(TesseraConfig.model_validate(config), handles)
+            self._ready.set()
+
+    async def _start(self, cfg: TesseraConfig, handles: dict[str, Any]) -> None:
         setup_tracing(cfg.tracing, cfg.data_dir, "task-actor")
         setup_logging()
         self._limits = cfg.limits.model_dump()
         self._store = make_store(cfg)
-        days = cfg.storage.retention_days
-        self.ledger.retention_days = days
-        if days:
-            self._retention = Retention(self.ledger, self._store, days)
-            if self._sweeper is None or self._sweeper.done():
-                self._sweeper = asyncio.create_task(
-                    self._retention.forever(cfg.storage.retention_sweep_interval_s))
-        for name, settings in cfg.enabled_families().items():
-            self.ledger.queues.setdefault(name, FairQueue())
-            current = self._dispatchers.get(name)
-            if current is None or current.loop.done():
-                self._dispatchers[name] = FamilyDispatcher(self.ledger, name, handles[name],
-                                                           settings.model_dump())
-            else:
-                current.handle = handles[name]
-        if self._watchdog is None or self._watchdog.done():
-            self._watchdog = asyncio.create_task(self._watch_deadlines())
+        engine = make_engine(database_url(cfg))
+        await asyncio.to_thread(migrate, engine)
+        self.ledger = Ledger(Journal(engine), cfg.database.read_wait_s, cfg.limits.keep_finished_s)
+        self.ledger.retention_days = cfg.storage.retention_days
+        families = cfg.enabled_families()
+        for name in families:
+            self.ledger.queues[name] = FairQueue()
+        restored = await asyncio.to_thread(task_rows.unfinished, engine)
+        for task in restored:
+            if task.family in families:
+                self.ledger.restore(task)
+            else:  # its family is no longer deployed: it cannot run here
+                self.ledger.tasks[task.id] = task
+                self.ledger.fail(task, "model_not_supported",
+                                 f"family {task.family} is not deployed any more")
+        if restored:
+            logger.info("restored %d unfinished tasks", len(restored))
+        for name, settings in families.items():
+            self._dispatchers[name] = FamilyDispatcher(self.ledger, name, handles[name],
+                                                       settings.model_dump())
+        self._background.append(asyncio.create_task(self._watch()))
+        if cfg.storage.retention_days:
+            self._retention = Retention(self.ledger, self._store, cfg.storage.retention_days)
+            self._background.append(asyncio.create_task(
+                self._retention.forever(cfg.storage.retention_sweep_interval_s)))
 
     async def ping(self) -> bool:
+        await self._ready.wait()
         return True
 
     # ------------------------------------------------------------ the API's side
 
     async def submit(self, task: Task) -> Task:
+        await self._ready.wait()
+        known = self.ledger.tasks.get(task.id)
+        if known is not None:  # Ray retried this call after a restart: it was accepted
+            return self.ledger.snapshot(known)
         dispatcher = self._dispatchers.get(task.family)
         if dispatcher is None:
             raise TesseraError(f"family {task.family} is not deployed",
@@ -82,27 +120,42 @@ class TaskManager:
         if queued >= self._limits["max_queued_per_tenant"]:
             raise RateLimitedError(f"you have {queued} queued tasks, the most allowed; wait for "
                                    "some to finish", headers={"Retry-After": "5"})
-        self.ledger.add(task)
+        await self.ledger.add(task)
         return self.ledger.snapshot(task)
 
     async def get(self, task_id: str, tenant: str) -> Task:
-        return self.ledger.snapshot(self.ledger.find(task_id, tenant))
+        await self._ready.wait()
+        return self.ledger.snapshot(await self.ledger.find(task_id, tenant))
 
     async def list(self, tenant: str, status: str | None = None, limit: int = 50) -> list[Task]:
         """The tenant's newest tasks first."""
-        mine = [t for t in self.ledger.tasks.values()
-                if t.tenant == tenant and (status is None or t.status == status)]
-        mine.sort(key=lambda t: t.created_at, reverse=True)
-        return [self.ledger.snapshot(t) for t in mine[:limit]]
+        await self._ready.wait()
+        return [self.ledger.snapshot(t) for t in await self.ledger.newest(tenant, status, limit)]
 
     async def stats(self) -> dict:
-        return {**self.ledger.counts(),
+        await self._ready.wait()
+        return {**self.ledger.counts(), "commits": self.ledger.journal.commits,
                 "inflight": sum(len(d.inflight) for d in self._dispatchers.values())}
 
     async def sweep(self, now: float | None = None) -> dict:
+        await self._ready.wait()
         return await self._retention.sweep(now)
 
-    async def _watch_deadlines(self) -> None:
+    async def close(self) -> None:
+        """Stop dispatching and writing (what a dead process does; in-process for tests)."""
+        pending = [d.loop for d in self._dispatchers.values()] + [
+            t for d in self._dispatchers.values() for t in d.inflight.values()]
+        pending += self._background
+        if self.ledger.journal is not None:
+            pending.append(self.ledger.journal.worker)
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self.ledger.journal is not None:
+            self.ledger.journal.engine.dispose()
+
+    async def _watch(self) -> None:
+        """Deadlines (nothing stays in progress for ever) and memory (finished tasks go)."""
         while True:
             await asyncio.sleep(1.0)
             now = time.time()
@@ -110,17 +163,23 @@ class TaskManager:
                 if not task.done and now > task.deadline_at:
                     self.ledger.fail(task, "timeout",
                                      "the task did not finish before its deadline")
+            self.ledger.evict(now)
 
 
-TaskManagerActor = ray.remote(num_cpus=0, max_concurrency=10_000)(TaskManager)
+# Ray restarts the actor when its process dies, and retries the calls that were in flight;
+# every start reloads the unfinished tasks from the database.
+TaskManagerActor = ray.remote(num_cpus=0, max_concurrency=10_000, max_restarts=-1,
+                              max_task_retries=-1)(TaskManager)
 
 # State actors live on the head node: GPU workers come and go with the autoscaler, and the
 # single writer of task state must not go with them.
 ON_HEAD = {"node:__internal_head__": 0.001}
 
 
-def task_manager(instance: str):
-    """The instance's one task actor, created by whoever asks first."""
+def task_manager(instance: str, config: dict | None = None,
+                 handles: dict[str, Any] | None = None):
+    """The instance's one task actor, created (with its config and family handles) by whoever
+    asks first."""
     return TaskManagerActor.options(name=f"{instance}-tasks", namespace=NAMESPACE,
                                     lifetime="detached", get_if_exists=True,
-                                    resources=ON_HEAD).remote()
+                                    resources=ON_HEAD).remote(config, handles)

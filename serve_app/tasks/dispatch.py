@@ -84,6 +84,7 @@ class FamilyDispatcher:
 
     async def _run(self, task: Task) -> None:
         task.attempts += 1
+        attempt = task.attempts
         request = GenerateRequest(task_id=task.id, tenant=task.tenant, model=task.model,
                                   created_at=task.created_at, params=task.params,
                                   trace_context=inject())
@@ -96,6 +97,8 @@ class FamilyDispatcher:
                 return
             output = await asyncio.wait_for(
                 consume, timeout=max(task.deadline_at - time.time(), 0.01))
+            if task.attempts != attempt:  # a later attempt owns the task now: ignore this one
+                return
             if not task.done:
                 if task.status == QUEUED:  # a stream that skipped Started: start it now
                     self.ledger.start(task)

@@ -1,47 +1,128 @@
-"""Every task the actor knows and the queues they wait in: the single writer of task state.
+"""Every task the actor holds and the queues they wait in: the single writer of task state.
 
 All transitions go through here (with their metrics), whoever causes them: a submission, an
-event from a family server's stream, the deadline watchdog, retention.
+event from a family server's stream, the deadline watchdog, retention. Each is written through
+the journal: a submission is committed before it is accepted; a transition is applied in memory
+and committed, and a reader waits for that commit before it sees the task. Finished tasks leave
+memory after `keep_finished_s` and are read from the database from then on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import time
 
 from serve_app.core.errors import ExpiredError, TaskNotFoundError
 from serve_app.core.metrics import m
 from serve_app.core.types import GenerateResult
+from serve_app.db import tasks as task_rows
+from serve_app.db.journal import Journal, unavailable
 from serve_app.tasks.queue import FairQueue
 from serve_app.tasks.state import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task
 
 
 class Ledger:
-    def __init__(self):
+    def __init__(self, journal: Journal | None = None, read_wait_s: float = 5.0,
+                 keep_finished_s: float = 300.0):
+        self.journal = journal
+        self.read_wait_s = read_wait_s
+        self.keep_finished_s = keep_finished_s
         self.tasks: dict[str, Task] = {}
         self.queues: dict[str, FairQueue] = {}
-        self.expired: dict[str, str] = {}  # task id -> tenant, after retention removed it
         self.retention_days: float | None = None
 
-    def add(self, task: Task) -> None:
+    # ------------------------------------------------------------ writes
+
+    async def add(self, task: Task) -> None:
+        """Accept a task: stored first, then queued."""
+        await self.journal.save(task, durable=True)
+        self._enqueue(task)
+        m().tasks.inc(1, tags={"status": QUEUED, "family": task.family})
+
+    def restore(self, task: Task) -> None:
+        """A task found unfinished in the database at start: queued again, in its old order;
+        one that was running is queued again with its attempt count (that attempt is lost)."""
+        if task.status == IN_PROGRESS:
+            task.transition(QUEUED)
+            self.journal.save(task)
+        self._enqueue(task)
+
+    def _enqueue(self, task: Task) -> None:
         self.tasks[task.id] = task
         queue = self.queues[task.family]
         queue.push(task.tenant, task.id)
-        m().tasks.inc(1, tags={"status": QUEUED, "family": task.family})
         m().queue_depth.set(len(queue), tags={"family": task.family})
 
-    def find(self, task_id: str, tenant: str) -> Task:
+    def start(self, task: Task) -> None:
+        task.transition(IN_PROGRESS)
+        self.journal.save(task)
+        tags = {"family": task.family}
+        m().tasks.inc(1, tags={"status": IN_PROGRESS, **tags})
+        m().queue_wait.observe(task.started_at - task.created_at, tags=tags)
+
+    def complete(self, task: Task, output: GenerateResult) -> None:
+        task.complete(output)
+        self.journal.save(task)
+        tags = {"family": task.family}
+        m().tasks.inc(1, tags={"status": COMPLETED, **tags})
+        m().images.inc(len(output.images), tags=tags)
+        m().end_to_end.observe(task.completed_at - task.created_at, tags=tags)
+
+    def fail(self, task: Task, code: str, message: str) -> None:
+        if not task.done:
+            task.fail(code, message)
+            self.journal.save(task)
+            self.queues[task.family].remove(task.tenant, task.id)
+            m().tasks.inc(1, tags={"status": FAILED, "family": task.family})
+            m().errors.inc(1, tags={"code": code, "family": task.family})
+
+    def requeue(self, task: Task) -> None:
+        """Back to the front of its tenant's queue: the replica running it was lost."""
+        if task.status == IN_PROGRESS:
+            task.transition(QUEUED)
+            self.journal.save(task)
+        self.queues[task.family].push(task.tenant, task.id, front=True)
+
+    def forget(self, task_id: str) -> None:
+        self.tasks.pop(task_id, None)
+
+    # ------------------------------------------------------------ reads
+
+    async def find(self, task_id: str, tenant: str) -> Task:
         t = self.tasks.get(task_id)
-        if t is None and self.expired.get(task_id) == tenant:
+        if t is not None:
+            if t.tenant != tenant:
+                raise TaskNotFoundError(f"task {task_id!r} not found", param="task_id")
+            await self.journal.settled(task_id, self.read_wait_s)
+            return t
+        found = await self._db(task_rows.load, self.journal.engine, task_id)
+        if found is None or found[0].tenant != tenant:
+            raise TaskNotFoundError(f"task {task_id!r} not found", param="task_id")
+        task, expired = found
+        if expired:
             raise ExpiredError(f"task {task_id!r} and its images were removed after the "
                                f"{self.retention_days}-day retention period", param="task_id")
-        if t is None or t.tenant != tenant:
-            raise TaskNotFoundError(f"task {task_id!r} not found", param="task_id")
-        return t
+        return task
+
+    async def newest(self, tenant: str, status: str | None, limit: int) -> list[Task]:
+        """The tenant's newest tasks, as committed; those still in memory as they are now."""
+        stored = await self._db(task_rows.newest, self.journal.engine, tenant, status, limit)
+        out = []
+        for t in stored:
+            live = self.tasks.get(t.id)
+            if live is not None:
+                await self.journal.settled(t.id, self.read_wait_s)
+                if status is not None and live.status != status:
+                    continue
+                t = live
+            out.append(t)
+        return out
 
     def snapshot(self, t: Task) -> Task:
         """The task as a reader sees it now, with its place in the queue."""
         position = None
-        if t.status == QUEUED:
+        if t.status == QUEUED and t.family in self.queues:
             # None from the queue means it was already handed to a replica: next to start.
             position = self.queues[t.family].position(t.tenant, t.id) or 0
         return t.model_copy(update={"queue_position": position}, deep=True)
@@ -51,32 +132,20 @@ class Ledger:
 
     def counts(self) -> dict:
         return {"tasks": dict(collections.Counter(t.status for t in self.tasks.values())),
-                "queued": {name: len(q) for name, q in self.queues.items()}}
+                "queued": {name: len(q) for name, q in self.queues.items()},
+                "in_memory": len(self.tasks)}
 
-    # ------------------------------------------------------------ transitions (+ metrics)
+    def evict(self, now: float | None = None) -> int:
+        """Drop finished tasks older than keep_finished_s whose state is committed."""
+        cutoff = (now or time.time()) - self.keep_finished_s
+        old = [t.id for t in self.tasks.values()
+               if t.done and (t.completed_at or 0) <= cutoff and not self.journal.pending(t.id)]
+        for task_id in old:
+            del self.tasks[task_id]
+        return len(old)
 
-    def start(self, task: Task) -> None:
-        task.transition(IN_PROGRESS)
-        tags = {"family": task.family}
-        m().tasks.inc(1, tags={"status": IN_PROGRESS, **tags})
-        m().queue_wait.observe(task.started_at - task.created_at, tags=tags)
-
-    def complete(self, task: Task, output: GenerateResult) -> None:
-        task.complete(output)
-        tags = {"family": task.family}
-        m().tasks.inc(1, tags={"status": COMPLETED, **tags})
-        m().images.inc(len(output.images), tags=tags)
-        m().end_to_end.observe(task.completed_at - task.created_at, tags=tags)
-
-    def fail(self, task: Task, code: str, message: str) -> None:
-        if not task.done:
-            task.fail(code, message)
-            self.queues[task.family].remove(task.tenant, task.id)
-            m().tasks.inc(1, tags={"status": FAILED, "family": task.family})
-            m().errors.inc(1, tags={"code": code, "family": task.family})
-
-    def requeue(self, task: Task) -> None:
-        """Back to the front of its tenant's queue: the replica running it was lost."""
-        if task.status == IN_PROGRESS:
-            task.transition(QUEUED)
-        self.queues[task.family].push(task.tenant, task.id, front=True)
+    async def _db(self, fn, *args):
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as exc:  # the database is away: 503 with Retry-After, never a 500
+            raise unavailable(exc) from None

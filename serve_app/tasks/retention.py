@@ -1,7 +1,8 @@
-"""Retention: finished tasks older than the period go, with their images and stray objects.
+"""Retention: finished tasks older than the period lose their images, and their reads answer
+404 `expired`; stray objects older than the period go too.
 
-Where the store has a lifecycle rule the objects go by themselves; this sweeper still drops the
-task records (their reads then answer 404 `expired`) and anything the rule missed.
+Where the store has a lifecycle rule the objects go by themselves; this sweeper still marks the
+task rows and removes anything the rule missed.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import logging
 import time
 
+from serve_app.db import tasks as task_rows
 from serve_app.tasks.ledger import Ledger
 
 logger = logging.getLogger("tessera.tasks")
@@ -21,14 +23,14 @@ class Retention:
 
     async def sweep(self, now: float | None = None) -> dict:
         cutoff = (now or time.time()) - self.days * 86400
-        old = [t for t in self.ledger.tasks.values()
-               if t.done and (t.completed_at or 0) < cutoff]
+        engine = self.ledger.journal.engine
+        old = await asyncio.to_thread(task_rows.finished_before, engine, cutoff)
         keys = [im.key for t in old if t.result for im in t.result.images]
         if keys:
             await self.store.delete_async(keys)
+        await asyncio.to_thread(task_rows.mark_expired, engine, [t.id for t in old])
         for t in old:
-            del self.ledger.tasks[t.id]
-            self.ledger.expired[t.id] = t.tenant
+            self.ledger.forget(t.id)
         strays = await asyncio.to_thread(self.store.delete_older_than, cutoff)
         return {"tasks": len(old), "objects": len(keys) + strays}
 
@@ -39,5 +41,5 @@ class Retention:
                 removed = await self.sweep()
                 if removed["tasks"] or removed["objects"]:
                     logger.info("retention removed %s", removed)
-            except Exception:  # a store outage must not end the sweeper for good
+            except Exception:  # a store or database outage must not end the sweeper for good
                 logger.exception("retention sweep failed; retrying next interval")

@@ -1,0 +1,104 @@
+"""The task actor's writes: every change to a task is committed before anyone can read it.
+
+One writer commits whatever has queued up meanwhile in one transaction (group commit), so a burst
+of submissions and transitions costs a few commits, not one each. A caller awaits its own write:
+
+- a submission (`durable=True`) fails at once with 503 when the database refuses the commit, so
+  no task is ever accepted that is not stored;
+- a transition is retried with backoff until the database takes it, so a task that finishes
+  while the database is away is recorded once it is back. Readers of that task wait for its
+  commit (`settled`) and answer 503 if it does not come in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from serve_app.core.errors import ServiceUnavailableError
+from serve_app.db import tasks as task_rows
+from serve_app.tasks.state import Task
+
+logger = logging.getLogger("tessera.db")
+
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailableError:
+    return ServiceUnavailableError(f"the task database is unavailable: {type(exc).__name__}: "
+                                   f"{str(exc)[:200]}", headers=RETRY_AFTER)
+
+
+@dataclass
+class _Write:
+    task_id: str
+    row: dict
+    future: asyncio.Future
+    durable: bool
+
+
+class Journal:
+    def __init__(self, engine: Engine, max_backoff_s: float = 5.0):
+        self.engine = engine
+        self.max_backoff_s = max_backoff_s
+        self._queue: list[_Write] = []
+        self._wake = asyncio.Event()
+        self._latest: dict[str, asyncio.Future] = {}  # task id -> its newest write
+        self.commits = 0
+        self.worker = asyncio.create_task(self._run())
+
+    def save(self, task: Task, durable: bool = False) -> asyncio.Future:
+        """Queue the task's current state for commit; the future resolves once committed."""
+        future = asyncio.get_running_loop().create_future()
+        self._queue.append(_Write(task.id, task_rows.row(task), future, durable))
+        self._latest[task.id] = future
+        self._wake.set()
+        return future
+
+    async def settled(self, task_id: str, timeout_s: float) -> None:
+        """Wait until the task's last change is committed; 503 if that takes too long."""
+        future = self._latest.get(task_id)
+        if future is None or future.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except asyncio.TimeoutError:
+            raise ServiceUnavailableError(
+                "the task database is not answering; this task's latest state is not stored "
+                "yet", headers=RETRY_AFTER) from None
+
+    def pending(self, task_id: str) -> bool:
+        future = self._latest.get(task_id)
+        return future is not None and not future.done()
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch, self._queue = self._queue, []
+            rows = {w.task_id: w.row for w in batch}  # the newest state of each task wins
+            try:
+                await asyncio.to_thread(task_rows.upsert, self.engine, list(rows.values()))
+            except Exception as exc:
+                logger.warning("commit of %d task writes failed: %s", len(batch), exc)
+                for w in batch:
+                    if w.durable:  # a submission: the caller answers 503, nothing was accepted
+                        w.future.set_exception(unavailable(exc))
+                # transitions are kept, before anything newer, and tried again
+                self._queue = [w for w in batch if not w.durable] + self._queue
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            backoff = 0.2
+            self.commits += 1
+            for w in batch:
+                if not w.future.done():
+                    w.future.set_result(None)
+                if self._latest.get(w.task_id) is w.future:
+                    del self._latest[w.task_id]

@@ -1,0 +1,154 @@
+"""The task store on SQLite and on a real PostgreSQL server started here on 127.0.0.1.
+
+The task actor's code runs in-process with a stand-in family handle; `close()` stops an actor
+the way its process dying would (nothing more is dispatched or written), and a new one on the
+same database is its restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from loadtests.local_postgres import Postgres, available
+from serve_app.core.errors import ServiceUnavailableError
+from serve_app.db.engine import make_engine, migrate
+from serve_app.tasks.actor import TaskManager
+from tests.support.api import free_port
+from tests.support.standins import Handle, config, ok, task, until_done
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    if not available():
+        pytest.skip("PostgreSQL 15 is not installed here (.ci/run installs it)")
+    pg = Postgres(free_port()).init().start()
+    yield pg
+    pg.destroy()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tessera.db'}"
+    pg = request.getfixturevalue("postgres")
+    name = f"t_{secrets.token_hex(4)}"  # a fresh database per test
+    admin = create_engine(pg.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return pg.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_migrations_build_exactly_the_schema(db_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from serve_app.db.schema import metadata
+
+    engine = make_engine(db_url)
+    migrate(engine)
+    migrate(engine)  # a second start finds the schema up to date
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    engine.dispose()
+
+
+def test_a_restarted_actor_runs_what_was_accepted_in_the_original_order(db_url, tmp_path):
+    async def main():
+        release = asyncio.Event()
+
+        async def held(params, attempt):
+            await release.wait()  # the first task occupies the only slot
+            return await ok(params, attempt)
+
+        cfg = config(tmp_path, database_url=db_url, max_queued=10)
+        first = TaskManager()
+        await first.configure(cfg, {"flux": Handle(held)})
+        for i, tenant in enumerate("aabab", start=1):
+            await first.submit(task(i, tenant))
+        end = time.time() + 5
+        while (await first.get("t1", "a")).status != "in_progress" and time.time() < end:
+            await asyncio.sleep(0.01)
+        await first.close()  # the process dies: t1 was running, t2..t5 queued
+
+        handle = Handle(ok)
+        second = TaskManager()
+        await second.configure(cfg, {"flux": handle})
+        views = [await until_done(second, f"t{i}", t) for i, t in enumerate("aabab", start=1)]
+        assert [v["status"] for v in views] == ["completed"] * 5  # nothing lost
+        assert views[0]["attempts"] == 2  # the interrupted attempt counts
+        # the same round-robin order the first actor would have dispatched in, each once
+        assert [c["task_id"] for c in handle.calls] == ["t1", "t3", "t2", "t5", "t4"]
+        await second.close()
+    run(main())
+
+
+def test_finished_tasks_leave_memory_and_stay_readable(db_url, tmp_path):
+    async def main():
+        tm = TaskManager()
+        await tm.configure(config(tmp_path, database_url=db_url, max_queued=100,
+                                  max_queued_per_tenant=100, keep_finished_s=0),
+                           {"flux": Handle(ok)})
+        await asyncio.gather(*(tm.submit(task(i)) for i in range(40)))
+        for i in range(40):
+            await until_done(tm, f"t{i}")
+        end = time.time() + 5
+        while tm.ledger.tasks and time.time() < end:
+            await asyncio.sleep(0.1)
+        assert tm.ledger.tasks == {}  # the watchdog let every finished task go
+        view = await tm.get("t7", "a")  # read back from the database
+        assert view.status == "completed" and view.result.usage.images == 1
+        newest = await tm.list("a", limit=5)
+        assert [t.id for t in newest] == [f"t{i}" for i in range(39, 34, -1)]
+        stats = await tm.stats()
+        assert stats["commits"] < 40 * 3  # submissions and transitions committed in groups
+        await tm.close()
+    run(main())
+
+
+def test_the_database_going_away_answers_503_and_loses_nothing(postgres, tmp_path):
+    name = f"t_{secrets.token_hex(4)}"
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    url = postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+    async def main():
+        release = asyncio.Event()
+
+        async def held(params, attempt):
+            await release.wait()
+            return await ok(params, attempt)
+
+        tm = TaskManager()
+        await tm.configure(config(tmp_path, database_url=url, read_wait_s=0.5),
+                           {"flux": Handle(held)})
+        await tm.submit(task(1))
+        await asyncio.sleep(0.2)  # t1 is running
+        postgres.stop("immediate")
+        try:
+            with pytest.raises(ServiceUnavailableError) as refused:
+                await tm.submit(task(2))
+            assert refused.value.headers["Retry-After"]
+            release.set()  # t1 finishes while the database is away
+            await asyncio.sleep(0.3)
+            with pytest.raises(ServiceUnavailableError):
+                await tm.get("t1", "a")  # its completion is not stored yet: not shown
+        finally:
+            postgres.start()
+        view = await until_done(tm, "t1", timeout=30)
+        assert view["status"] == "completed"  # recorded once the database came back
+        with pytest.raises(Exception, match="not found"):
+            await tm.get("t2", "a")  # refused, so never accepted
+        await tm.close()
+    run(main())
