@@ -41,7 +41,8 @@ def baseline_worktree() -> tuple[str, Path]:
     added = subprocess.run(["git", "log", "--diff-filter=A", "--format=%H", "-1", "--",
                             "serve_app/db/engine.py"], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.strip()
-    rev = f"{added}^"
+    rev = subprocess.run(["git", "rev-parse", f"{added}^"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.strip()
     path = Path(tempfile.mkdtemp(prefix="tessera-baseline-")) / "tree"
     subprocess.run(["git", "worktree", "add", "--detach", str(path), rev], cwd=ROOT,
                    check=True, capture_output=True)

@@ -51,6 +51,9 @@ class ModelRegistry:
 
         self.engine = make_engine(db_url)
         migrate(self.engine)
+        # an imported model never changes: once read, it is served from here (every
+        # submission looks its model up)
+        self._records: dict[str, ModelRecord] = {}
         if legacy_models_json and Path(legacy_models_json).exists():
             self._import_legacy(Path(legacy_models_json))
 
@@ -88,8 +91,12 @@ class ModelRegistry:
         return info
 
     def get(self, tenant: str, model_id: str) -> ModelRecord:
-        found = self._db(rows.get_model, model_id)
-        record = None if found is None else ModelRecord.model_validate(found)
+        record = self._records.get(model_id)
+        if record is None:
+            found = self._db(rows.get_model, model_id)
+            record = None if found is None else ModelRecord.model_validate(found)
+            if record is not None:
+                self._records[model_id] = record
         # Another tenant's model answers exactly like a missing one: ids are not secrets, but
         # their existence should not leak across tenants.
         if record is None or record.info.owned_by != tenant:

@@ -32,8 +32,10 @@ def make_engine(url: str, connect_timeout_s: float = 5.0) -> Engine:
             cursor.close()
 
         return engine
-    # pre_ping: after a database restart, stale pooled connections are replaced, not used
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5,
+    # No pre-ping (a round trip before every transaction): after a database restart the first
+    # use of a stale connection fails, SQLAlchemy then drops the whole pool, and the journal
+    # retries the commit (a read answers one 503).
+    return create_engine(url, pool_size=5, max_overflow=5, pool_recycle=1800,
                          connect_args={"connect_timeout": int(max(1, connect_timeout_s))})
 
 
