@@ -163,10 +163,6 @@ class TesseraConfig(_Strict):
     tracing: TracingSettings = TracingSettings()
     build_tiny_models: bool = True
 
-    @property
-    def data_path(self) -> Path:
-        return Path(self.data_dir)
-
     def enabled_families(self) -> dict[str, FamilySettings]:
         """The deployed families (of a config whose families the builder has resolved)."""
         return {name: s for name, s in (self.families or {}).items() if s.enabled}

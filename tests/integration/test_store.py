@@ -31,17 +31,21 @@ def postgres():
     pg.destroy()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tessera.db'}"
-    pg = request.getfixturevalue("postgres")
-    name = f"t_{secrets.token_hex(4)}"  # a fresh database per test
+def fresh_database(pg: Postgres) -> str:
+    """The URL of a new, empty database on the server: one per test."""
+    name = f"t_{secrets.token_hex(4)}"
     admin = create_engine(pg.url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
     return pg.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tessera.db'}"
+    return fresh_database(request.getfixturevalue("postgres"))
 
 
 def run(coro):
@@ -116,12 +120,7 @@ def test_finished_tasks_leave_memory_and_stay_readable(db_url, tmp_path):
 
 
 def test_the_database_going_away_answers_503_and_loses_nothing(postgres, tmp_path):
-    name = f"t_{secrets.token_hex(4)}"
-    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    url = fresh_database(postgres)
 
     async def main():
         release = asyncio.Event()
