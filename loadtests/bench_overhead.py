@@ -4,7 +4,8 @@
 
 Direct: the tiny FLUX checkpoint loaded with diffusers' own `FluxPipeline.from_pretrained` and
 called in this process, while the server is up. API: submit to /v1/images/generations, poll
-/v1/tasks/{id} every 20 ms until completed (the image is then in the store, with a URL). Also
+/v1/tasks/{id} every 20 ms until completed (the image is then in the store, with a URL); and the
+same with `Prefer: wait`, one request answered when the task has ended. Also
 reported: the server-side task time (created_at to completed_at, free of polling granularity)
 and the replica's own pipeline time, so the overhead splits into pipeline slowdown inside Serve
 and serving work around it. Without TESSERA_URL the script starts a local Tessera on a fresh Ray
@@ -51,7 +52,7 @@ def direct_times(sizes, repeats, steps, data_dir) -> dict:
     return out
 
 
-def api_times(url, key, sizes, repeats, steps) -> tuple[dict, dict, dict]:
+def api_times(url, key, sizes, repeats, steps, wait=False) -> tuple[dict, dict, dict]:
     headers = {"Authorization": f"Bearer {key}"}
     out, server, inference = {}, {}, {}
     with httpx.Client(base_url=url, timeout=120) as client:
@@ -66,15 +67,19 @@ def api_times(url, key, sizes, repeats, steps) -> tuple[dict, dict, dict]:
             times, server_ms, inference_ms = [], [], []
             for i in range(repeats + 1):
                 t0 = time.perf_counter()
-                r = client.post("/v1/images/generations", headers=headers, json={
-                    "model": model_id, "prompt": "a red fox", "size": f"{w}x{h}",
-                    "num_inference_steps": steps, "seed": i})
-                task_id = r.json()["task_id"]
-                while True:
-                    task = client.get(f"/v1/tasks/{task_id}", headers=headers).json()
-                    if task["status"] in ("completed", "failed"):
-                        break
-                    time.sleep(0.02)
+                body = {"model": model_id, "prompt": "a red fox", "size": f"{w}x{h}",
+                        "num_inference_steps": steps, "seed": i}
+                if wait:  # one request: the answer comes when the task has ended
+                    task = client.post("/v1/images/generations", json=body,
+                                       headers={**headers, "Prefer": "wait=60"}).json()
+                else:
+                    task_id = client.post("/v1/images/generations", headers=headers,
+                                          json=body).json()["task_id"]
+                    while True:
+                        task = client.get(f"/v1/tasks/{task_id}", headers=headers).json()
+                        if task["status"] in ("completed", "failed"):
+                            break
+                        time.sleep(0.02)
                 assert task["status"] == "completed", task
                 if i:
                     times.append((time.perf_counter() - t0) * 1000)
@@ -102,6 +107,7 @@ def main(argv=None) -> int:
         key = keys[0]
     try:
         api, server, inference = api_times(url, key, sizes, args.repeats, args.steps)
+        waited, _, _ = api_times(url, key, sizes, args.repeats, args.steps, wait=True)
         # measured while the server is still up (idle), so both sides share its background load
         direct = direct_times(sizes, args.repeats, args.steps,
                               os.environ.get("TESSERA_DATA_DIR", "./.tessera"))
@@ -112,20 +118,24 @@ def main(argv=None) -> int:
     for size in api:
         d, a = percentiles(direct[size]), percentiles(api[size])
         rows.append({"size": size, "direct_ms": d, "api_ms": a,
+                     "api_wait_ms": percentiles(waited[size]),
                      "server_task_ms": percentiles(server[size]),
                      "replica_pipeline_ms": percentiles(inference[size]),
                      "overhead_ms": {q: round(a[q] - d[q], 2) for q in ("p50", "p99")},
                      "ratio": {q: round(a[q] / d[q], 2) for q in ("p50", "p99")}})
     report = {"repeats": args.repeats, "steps": args.steps, "rows": rows}
     lines = ["| size | direct p50 | API p50 | overhead p50 | ratio p50 | direct p99 | API p99 "
-             "| overhead p99 | ratio p99 | server-side task p50 | replica pipeline p50 |",
-             "|" + " --- |" * 11]
+             "| overhead p99 | ratio p99 | server-side task p50 | replica pipeline p50 | "
+             "API p50, Prefer: wait | its overhead over the pipeline |",
+             "|" + " --- |" * 13]
     for r in rows:
         lines.append(f"| {r['size']} | {r['direct_ms']['p50']} | {r['api_ms']['p50']} | "
                      f"{r['overhead_ms']['p50']} | {r['ratio']['p50']} | "
                      f"{r['direct_ms']['p99']} | {r['api_ms']['p99']} | "
                      f"{r['overhead_ms']['p99']} | {r['ratio']['p99']} | "
-                     f"{r['server_task_ms']['p50']} | {r['replica_pipeline_ms']['p50']} |")
+                     f"{r['server_task_ms']['p50']} | {r['replica_pipeline_ms']['p50']} | "
+                     f"{r['api_wait_ms']['p50']} | "
+                     f"{r['api_wait_ms']['p50'] - r['replica_pipeline_ms']['p50']:.1f} |")
     write_report(args.output, "overhead", report, "\n".join(lines) + "\n")
     return 0
 

@@ -45,16 +45,34 @@ def new_id(prefix: str) -> str:
 ACTOR_WAIT_S = 20.0
 
 
-async def call(ref) -> Any:
+# the longest a client may ask to wait for a task's end (`Prefer: wait=N`, `?wait=N`)
+MAX_WAIT_S = 60
+
+
+def preferred_wait(prefer: str | None) -> int | None:
+    """Seconds asked for by `Prefer: wait` or `Prefer: wait=N` (RFC 7240), at most MAX_WAIT_S;
+    None when no wait is asked for (a malformed value is ignored, as the RFC allows)."""
+    for token in (prefer or "").replace(";", ",").split(","):
+        name, _, value = token.strip().partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not value:
+            return MAX_WAIT_S
+        return max(0, min(int(value), MAX_WAIT_S)) if value.isdigit() else None
+    return None
+
+
+async def call(ref, timeout_s: float = ACTOR_WAIT_S) -> Any:
     """Await an actor call; our own errors come back as themselves, not wrapped by Ray, and an
     actor that is restarting (or gone) is a 503 with Retry-After, never a 500."""
     from ray.exceptions import ActorUnavailableError, RayActorError
 
     try:
-        return await asyncio.wait_for(asyncio.shield(ref), ACTOR_WAIT_S)
+        return await asyncio.wait_for(asyncio.shield(ref), timeout_s)
     except asyncio.TimeoutError:
         raise ServiceUnavailableError(
-            f"the task service did not answer within {ACTOR_WAIT_S:g} s (it may be restarting)",
+            f"the task service did not answer within {timeout_s:g} s (it may be restarting)",
             headers={"Retry-After": "5"}) from None
     except (ActorUnavailableError, RayActorError) as exc:
         raise ServiceUnavailableError(f"the task service is restarting: {type(exc).__name__}",
@@ -182,7 +200,32 @@ class Gateway:
                                        "limit", param=param)
         return key, size, content_type
 
+    async def answer(self, created: TaskCreated, tenant: str, request) -> Any:
+        """The submission's answer: 202 with the task id, or, with `Prefer: wait=N`, the task
+        view once it ends (200) or as it is after N seconds (202, with Location)."""
+        from fastapi.responses import JSONResponse
+
+        wait = preferred_wait(request.headers.get("prefer"))
+        if wait is None:
+            return created
+        view = await self.read_task(created.task_id, tenant, str(request.base_url), wait)
+        headers = {"Preference-Applied": f"wait={wait}"}
+        if view.status not in ("completed", "failed"):
+            headers["Location"] = f"{request.base_url}v1/tasks/{created.task_id}"
+        return JSONResponse(view.model_dump(mode="json"), headers=headers,
+                            status_code=202 if "Location" in headers else 200)
+
     # ------------------------------------------------------------ reading tasks
+
+    async def read_task(self, task_id: str, tenant: str, base_url: str,
+                        wait_s: float = 0) -> TaskView:
+        """The task view; with wait_s, once the task has ended or after wait_s seconds."""
+        if wait_s:
+            task = await call(self.tasks.wait.remote(task_id, tenant, wait_s),
+                              timeout_s=wait_s + ACTOR_WAIT_S)
+        else:
+            task = await call(self.tasks.get.remote(task_id, tenant))
+        return await self.task_view(task, base_url)
 
     async def task_view(self, task: Task, base_url: str, with_b64: bool = True) -> TaskView:
         view = TaskView(**task.model_dump(include={

@@ -1,31 +1,37 @@
 """Images: generations and edits, each validate -> submit -> 202 with the task id."""
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.gateway import Gateway
 from serve_app.core.errors import InvalidRequestError, UnsupportedTaskError
-from serve_app.protocol import EditRequest, GenerationRequest, TaskCreated
+from serve_app.protocol import EditRequest, GenerationRequest, TaskCreated, TaskView
 from serve_app.rules import route_edit
 
 router = APIRouter()
 
+# With `Prefer: wait=N` the answer is the task view: 200 once it ended within N s, else 202.
+WAITED = {200: {"model": TaskView, "description": "Prefer: wait, and the task ended in time"}}
 
-@router.post("/v1/images/generations", response_model=TaskCreated, status_code=202)
-async def generations(body: GenerationRequest, tenant: str = Depends(authenticate),
-                      gw: Gateway = Depends(gateway)):
+
+@router.post("/v1/images/generations", response_model=TaskCreated, status_code=202,
+             responses=WAITED)
+async def generations(body: GenerationRequest, request: Request,
+                      tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
     model, source = await gw.imported_model(tenant, body.model)
     if "text-to-image" not in model.tasks:
         raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
                                    param="model")
     params, warnings = body.to_generate_params(model.parameters)
     task_id, now = gw.created_now()
-    return await gw.submit(tenant, model, source, task_id, now, params, body.n,
-                           body.response_format, warnings)
+    created = await gw.submit(tenant, model, source, task_id, now, params, body.n,
+                              body.response_format, warnings)
+    return await gw.answer(created, tenant, request)
 
 
-@router.post("/v1/images/edits", response_model=TaskCreated, status_code=202)
-async def edits(body: EditRequest, tenant: str = Depends(authenticate),
+@router.post("/v1/images/edits", response_model=TaskCreated, status_code=202,
+             responses=WAITED)
+async def edits(body: EditRequest, request: Request, tenant: str = Depends(authenticate),
                 gw: Gateway = Depends(gateway)):
     model, source = await gw.imported_model(tenant, body.model)
     task = route_edit(model.tasks, body.mask_image is not None, model.id)
@@ -41,5 +47,6 @@ async def edits(body: EditRequest, tenant: str = Depends(authenticate),
     keys, mask_key = await gw.store_inputs(tenant, task_id, images, mask,
                                            (params.width, params.height), warnings)
     params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key})
-    return await gw.submit(tenant, model, source, task_id, now, params, body.n,
-                           body.response_format, warnings)
+    created = await gw.submit(tenant, model, source, task_id, now, params, body.n,
+                              body.response_format, warnings)
+    return await gw.answer(created, tenant, request)

@@ -5,7 +5,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from serve_app.api.deps import authenticate, gateway
-from serve_app.api.gateway import Gateway, call
+from serve_app.api.gateway import MAX_WAIT_S, Gateway, call
 from serve_app.protocol import TaskList, TaskView
 
 router = APIRouter()
@@ -22,7 +22,8 @@ async def list_tasks(request: Request,
 
 
 @router.get("/v1/tasks/{task_id}", response_model=TaskView)
-async def get_task(task_id: str, request: Request, tenant: str = Depends(authenticate),
-                   gw: Gateway = Depends(gateway)):
-    task = await call(gw.tasks.get.remote(task_id, tenant))
-    return await gw.task_view(task, str(request.base_url))
+async def get_task(task_id: str, request: Request,
+                   wait: int = Query(0, ge=0, le=MAX_WAIT_S, description=(
+                       "long-poll: answer once the task has ended, or after this many seconds")),
+                   tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
+    return await gw.read_task(task_id, tenant, str(request.base_url), wait)

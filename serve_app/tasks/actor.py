@@ -127,6 +127,11 @@ class TaskManager:
         await self._ready.wait()
         return self.ledger.snapshot(await self.ledger.find(task_id, tenant))
 
+    async def wait(self, task_id: str, tenant: str, timeout_s: float) -> Task:
+        """Like `get`, but first waits up to timeout_s for the task to end."""
+        await self._ready.wait()
+        return self.ledger.snapshot(await self.ledger.wait(task_id, tenant, timeout_s))
+
     async def list(self, tenant: str, status: str | None = None, limit: int = 50) -> list[Task]:
         """The tenant's newest tasks first."""
         await self._ready.wait()

@@ -31,6 +31,7 @@ class Ledger:
         self.tasks: dict[str, Task] = {}
         self.queues: dict[str, FairQueue] = {}
         self.retention_days: float | None = None
+        self._ended: dict[str, asyncio.Event] = {}  # tasks someone waits on, set when they end
 
     # ------------------------------------------------------------ writes
 
@@ -64,6 +65,7 @@ class Ledger:
     def complete(self, task: Task, output: GenerateResult) -> None:
         task.complete(output)
         self.journal.save(task)
+        self._wake(task.id)
         tags = {"family": task.family}
         m().tasks.inc(1, tags={"status": COMPLETED, **tags})
         m().images.inc(len(output.images), tags=tags)
@@ -73,6 +75,7 @@ class Ledger:
         if not task.done:
             task.fail(code, message)
             self.journal.save(task)
+            self._wake(task.id)
             self.queues[task.family].remove(task.tenant, task.id)
             m().tasks.inc(1, tags={"status": FAILED, "family": task.family})
             m().errors.inc(1, tags={"code": code, "family": task.family})
@@ -83,6 +86,23 @@ class Ledger:
             task.transition(QUEUED)
             self.journal.save(task)
         self.queues[task.family].push(task.tenant, task.id, front=True)
+
+    def _wake(self, task_id: str) -> None:
+        event = self._ended.pop(task_id, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, task_id: str, tenant: str, timeout_s: float) -> Task:
+        """The task once it has ended (and that is committed), or as it is after timeout_s."""
+        task = await self.find(task_id, tenant)
+        if not task.done and timeout_s > 0:
+            event = self._ended.setdefault(task_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+            task = await self.find(task_id, tenant)
+        return task
 
     def forget(self, task_id: str) -> None:
         self.tasks.pop(task_id, None)
