@@ -29,6 +29,7 @@ class Job:
     mask: Any = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     batch_tasks: int = 1
+    steps: asyncio.Queue = field(default_factory=asyncio.Queue)  # Step events, as they happen
 
     @property
     def params(self) -> GenerateParams:
@@ -117,12 +118,38 @@ class PipelineCalls:
         accepted = inspect.signature(pipe.__call__).parameters
         return {k: v for k, v in kwargs.items() if k in accepted}
 
-    def run(self, base, group: list[Job]) -> list:
-        """The group's pipeline call (blocking): its images, task by task in order."""
+    def run(self, base, group: list[Job],
+            on_step: Callable[[int, int], None] | None = None) -> list:
+        """The group's pipeline call (blocking): its images, task by task in order.
+        `on_step(step, total_steps)` is called after each denoising step."""
         import torch
 
         pipe = self.pipes.pipeline_for(base, group[0].params.task)
+        kwargs = self.call_kwargs(pipe, group)
+        if on_step is not None:
+            kwargs.update(step_callback(pipe, on_step, group[0].params.num_inference_steps))
         invariant = (invariant_execution(self.device) if self.batch_invariant
                      else contextlib.nullcontext())
         with torch.inference_mode(), invariant:
-            return pipe(**self.call_kwargs(pipe, group)).images
+            return pipe(**kwargs).images
+
+
+def step_callback(pipe, on_step: Callable[[int, int], None], asked_steps: int) -> dict:
+    """The keyword arguments that make `pipe` report each finished denoising step: diffusers'
+    `callback_on_step_end`, or the older `callback` (PixArt-Sigma); none if it has neither. The
+    total is the steps the loop really runs (img2img runs steps x strength)."""
+    accepted = inspect.signature(pipe.__call__).parameters
+
+    def total() -> int:
+        return getattr(pipe, "_num_timesteps", None) or asked_steps
+
+    if "callback_on_step_end" in accepted:
+        def on_step_end(_pipe, i, _t, callback_kwargs):
+            on_step(i + 1, total())
+            return callback_kwargs  # unchanged: the latents go on as they are
+
+        return {"callback_on_step_end": on_step_end}
+    if "callback" in accepted:
+        return {"callback": lambda i, _t, _latents: on_step(i + 1, total()),
+                "callback_steps": 1}
+    return {}

@@ -35,7 +35,7 @@ from serve_app.core.telemetry import (
     task_attributes,
     tracer,
 )
-from serve_app.core.types import GenerateEvent, GenerateRequest, Started
+from serve_app.core.types import GenerateEvent, GenerateRequest, Started, Step
 
 
 def replica_placement() -> dict[str, str]:
@@ -104,6 +104,13 @@ class FamilyServer:
                 started.cancel()
             if job.started.is_set():
                 yield Started(batch_tasks=job.batch_tasks)
+            while not outcome.done():  # each denoising step, until the call is over
+                step = asyncio.ensure_future(job.steps.get())
+                await asyncio.wait({outcome, step}, return_when=asyncio.FIRST_COMPLETED)
+                if step.done():
+                    yield step.result()
+                else:
+                    step.cancel()
             images, timings = await outcome
             # Encoding and the store write run here, per task, so the device moves on to the
             # next batch meanwhile.
@@ -151,7 +158,14 @@ class FamilyServer:
                 "tessera.size": f"{first.width}x{first.height}"}):
             # Denoising is CPU/GPU bound: keep it off the replica's event loop. The batch
             # queue runs one batch at a time, so calls never fight over the device.
-            images = await asyncio.to_thread(self.calls.run, base, group)
+            loop = asyncio.get_running_loop()
+
+            def on_step(step: int, total: int) -> None:  # called in the pipeline's thread
+                for job in group:
+                    loop.call_soon_threadsafe(job.steps.put_nowait,
+                                              Step(step=step, total_steps=total))
+
+            images = await asyncio.to_thread(self.calls.run, base, group, on_step)
         inference_ms = (time.perf_counter() - t1) * 1000
         m().generation.observe(inference_ms / 1000, tags=family)
         m().batch_size.observe(images_in_call, tags=family)

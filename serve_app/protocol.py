@@ -312,6 +312,11 @@ class TaskError(BaseModel):
     message: str
 
 
+class TaskProgress(BaseModel):
+    step: int
+    total_steps: int
+
+
 class TaskView(BaseModel):
     id: str
     object: Literal["task"] = "task"
@@ -323,6 +328,8 @@ class TaskView(BaseModel):
     started_at: float | None = None
     completed_at: float | None = None
     queue_position: int | None = None
+    progress: TaskProgress | None = Field(None, description="while in_progress: the denoising "
+                                          "step the task's pipeline call has finished")
     attempts: int = Field(0, description="times the task was handed to a model server: more "
                           "than one when a server was lost while running it")
     history: list[dict[str, Any]] = []

@@ -230,8 +230,8 @@ class Gateway:
     async def task_view(self, task: Task, base_url: str, with_b64: bool = True) -> TaskView:
         view = TaskView(**task.model_dump(include={
             "id", "status", "model", "family", "created_at", "updated_at", "started_at",
-            "completed_at", "queue_position", "attempts", "history", "request", "warnings",
-            "error"}))
+            "completed_at", "queue_position", "progress", "attempts", "history", "request",
+            "warnings", "error"}))
         out = task.result
         if out is not None:
             want_b64 = with_b64 and task.request.get("response_format") == "b64_json"

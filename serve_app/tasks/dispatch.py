@@ -17,7 +17,7 @@ from typing import Any
 from serve_app.core.errors import TesseraError, unwrap_remote_error
 from serve_app.core.metrics import m
 from serve_app.core.telemetry import extract, inject, task_attributes, tracer
-from serve_app.core.types import GenerateRequest, GenerateResult, Started
+from serve_app.core.types import GenerateRequest, GenerateResult, Started, Step
 from serve_app.tasks.ledger import Ledger
 from serve_app.tasks.state import IN_PROGRESS, MAX_ATTEMPTS, QUEUED, Task
 
@@ -128,6 +128,8 @@ class FamilyDispatcher:
                 started.set()
                 if task.status == QUEUED:
                     self.ledger.start(task)
+            elif isinstance(event, Step):
+                self.ledger.progress(task, event.step, event.total_steps)
             elif isinstance(event, GenerateResult):
                 return event
         raise RuntimeError("the family server ended the task's stream without a result")

@@ -104,6 +104,11 @@ class Ledger:
             task = await self.find(task_id, tenant)
         return task
 
+    def progress(self, task: Task, step: int, total_steps: int) -> None:
+        """Where the running attempt is: shown to readers, not a transition, not committed."""
+        if task.status == IN_PROGRESS:
+            task.progress = {"step": step, "total_steps": total_steps}
+
     def forget(self, task_id: str) -> None:
         self.tasks.pop(task_id, None)
 

@@ -59,6 +59,9 @@ class Task(BaseModel):
     error: TaskError | None = None
     trace: dict[str, str] = {}  # W3C carrier of the submit request
     queue_position: int | None = None  # filled in when read, not state
+    # {step, total_steps} of the running attempt, from the server's Step events: shown, not
+    # committed at every step (the next transition clears it)
+    progress: dict[str, int] | None = None
 
     def model_post_init(self, _context: Any) -> None:
         if not self.history:
@@ -75,6 +78,7 @@ class Task(BaseModel):
         now = time.time() if now is None else now
         self.status = status
         self.updated_at = now
+        self.progress = None
         error = fields.get("error")
         self.history.append({"status": status, "at": now,
                              **({"reason": error.code} if error else {})})
