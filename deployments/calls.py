@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from deployments.invariance import invariant_execution
-from deployments.loading import PipelineCache
+from deployments.loading import PipelineCache, source_parameters
+from deployments.optimize import set_vae_tiling, timed
+from serve_app.core.config import OptimizationSettings
 from serve_app.core.types import FamilySpec, GenerateParams, GenerateRequest
 
 
@@ -44,11 +46,12 @@ class PipelineCalls:
     """One family's grouping and call building (the server's, and the tests' without Serve)."""
 
     def __init__(self, spec: FamilySpec, max_batch_images: int, device: str = "cpu",
-                 batch_invariant: bool = True):
+                 batch_invariant: bool = True, opts: OptimizationSettings | None = None):
         self.spec = spec
         self.max_batch_images = max_batch_images
         self.device = device
         self.batch_invariant = batch_invariant
+        self.opts = (opts or OptimizationSettings()).resolved(device)
         self.pipes = PipelineCache(spec)
 
     def batch_key(self, job: Job) -> tuple:
@@ -125,6 +128,8 @@ class PipelineCalls:
         import torch
 
         pipe = self.pipes.pipeline_for(base, group[0].params.task)
+        first = group[0].params
+        set_vae_tiling(pipe, first.width * first.height, self.opts.vae_tiling_min_pixels)
         kwargs = self.call_kwargs(pipe, group)
         if on_step is not None:
             kwargs.update(step_callback(pipe, on_step, group[0].params.num_inference_steps))
@@ -132,6 +137,19 @@ class PipelineCalls:
                      else contextlib.nullcontext())
         with torch.inference_mode(), invariant:
             return pipe(**kwargs).images
+
+
+    def warm_up(self, base, source: str, steps: int = 2) -> float:
+        """One short text-to-image call at the model's default size, so compilation and kernel
+        autotuning happen now rather than in a user's first request; its seconds."""
+        p = source_parameters(self.spec, source)
+        params = GenerateParams(prompt="warm-up", width=p.width, height=p.height,
+                                num_inference_steps=min(steps, p.num_inference_steps),
+                                guidance_scale=p.guidance_scale, seeds=[0])
+        job = Job(GenerateRequest(task_id="warm-up", tenant="-", model=source, created_at=0.0,
+                                  params=params))
+        _, seconds = timed(self.run, base, [job])
+        return seconds
 
 
 def step_callback(pipe, on_step: Callable[[int, int], None], asked_steps: int) -> dict:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from deployments.invariance import make_batch_invariant
+from deployments.optimize import optimize_pipeline
 from deployments.registry import FAMILIES, TINY_PREFIX
-from serve_app.core.types import FamilySpec
+from serve_app.core.config import OptimizationSettings
+from serve_app.core.types import FamilySpec, ParameterSpec
 
 logger = logging.getLogger("tessera.family")
 
@@ -100,8 +102,15 @@ def resolve_source(source: str, data_dir: str | Path) -> tuple[str, str | None]:
     return source, hf_hub_download(transformer, TRANSFORMER_FILE)
 
 
-def load_pipeline(source: str, data_dir: str, device: str, dtype, batch_invariant: bool):
-    """The model's own pipeline class (from model_index.json), on the device."""
+def source_parameters(spec: FamilySpec, source: str) -> ParameterSpec:
+    """A model's defaults and bounds: a tiny checkpoint's are small."""
+    return spec.tiny_parameters if source.startswith(TINY_PREFIX) else spec.parameters
+
+
+def load_pipeline(source: str, data_dir: str, device: str, dtype, batch_invariant: bool,
+                  opts: OptimizationSettings | None = None):
+    """The model's own pipeline class (from model_index.json), on the device, optimized per
+    the family's (device-resolved) settings."""
     from diffusers import DiffusionPipeline
 
     started = time.perf_counter()
@@ -116,8 +125,9 @@ def load_pipeline(source: str, data_dir: str, device: str, dtype, batch_invarian
     pipe.set_progress_bar_config(disable=True)
     if batch_invariant:
         make_batch_invariant(pipe)
-    logger.info("loaded %s (%s) in %.2fs", source, type(pipe).__name__,
-                time.perf_counter() - started)
+    applied = optimize_pipeline(pipe, opts, device) if opts is not None else {}
+    logger.info("loaded %s (%s) in %.2fs %s", source, type(pipe).__name__,
+                time.perf_counter() - started, applied or "")
     return pipe
 
 

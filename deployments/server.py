@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import time
 from typing import Any, AsyncIterator
 
@@ -36,6 +37,8 @@ from serve_app.core.telemetry import (
     tracer,
 )
 from serve_app.core.types import GenerateEvent, GenerateRequest, Started, Step
+
+logger = logging.getLogger("tessera.family")
 
 
 def replica_placement() -> dict[str, str]:
@@ -62,9 +65,12 @@ class FamilyServer:
             torch.set_num_threads(settings.torch_threads)
         self.store = make_store(self.config)
         self.placement = replica_placement()
+        opts = settings.optimization.resolved(self.device)
         # Invariant execution costs some speed; without batching nothing needs it.
-        self.calls = PipelineCalls(self.spec, settings.max_batch_size, self.device,
-                                   batch_invariant=settings.max_batch_size > 1)
+        self.calls = PipelineCalls(
+            self.spec, settings.max_batch_size, self.device,
+            batch_invariant=settings.max_batch_size > 1 and opts.batch_invariant, opts=opts)
+        self._preloaded: dict[str, object] = {}
         self._batcher = Batcher(self._run_batch, settings.max_batch_size,
                                 settings.batch_wait_timeout_s)
 
@@ -75,14 +81,30 @@ class FamilyServer:
         # instance-level one carries the configured cache size.
         self.get_model = serve.multiplexed(
             max_num_models_per_replica=settings.max_models_per_replica)(_load)
+        # Serve marks the replica healthy once __init__ returns: the first user of a preloaded
+        # model pays neither its load nor its compilation.
+        for source in settings.preload_models:
+            self._preloaded[source] = self._load_sync(source)
 
     @serve.multiplexed(max_num_models_per_replica=1)
     async def get_model(self, model_source: str):  # replaced per instance in __init__
         return await self.load_model(model_source)
 
     async def load_model(self, model_source: str):
-        return await asyncio.to_thread(load_pipeline, model_source, self.config.data_dir,
-                                       self.device, self.dtype, self.calls.batch_invariant)
+        if model_source in self._preloaded:
+            return self._preloaded.pop(model_source)
+        return await asyncio.to_thread(self._load_sync, model_source)
+
+    def _load_sync(self, source: str):
+        t0 = time.perf_counter()
+        pipe = load_pipeline(source, self.config.data_dir, self.device, self.dtype,
+                             self.calls.batch_invariant, self.calls.opts)
+        if self.calls.opts.warmup:
+            warm = self.calls.warm_up(pipe, source)
+            logger.info("cold start of %s: %.1f s (warm-up call %.1f s)", source,
+                        time.perf_counter() - t0, warm)
+        m().cold_start.observe(time.perf_counter() - t0, tags={"family": self.spec.name})
+        return pipe
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateEvent]:
         attrs = task_attributes(request.task_id, request.tenant, request.model, self.spec.name,

@@ -52,8 +52,48 @@ class DeploymentSettings(_Strict):
         return opts
 
 
+class OptimizationSettings(_Strict):
+    """How a family's pipelines run on the device. `None` means: on where the device is CUDA,
+    off on CPU (loadtests/bench_gpu measured each switch; the README has the table)."""
+
+    compile: bool | None = Field(
+        None, description="torch.compile the denoiser's repeated blocks (regional compilation: "
+        "diffusers' compile_repeated_blocks), so a cold start compiles one block, not the model")
+    quantization: Literal["fp8"] | None = Field(
+        None, description="fp8: dynamic float8 quantization of the denoiser's linear layers "
+        "through torchao (Hopper or newer); None: the device dtype")
+    attention_backend: str | None = Field(
+        None, description="diffusers' attention dispatcher backend, e.g. flash, _native_cudnn, "
+        "native; None: diffusers' default (PyTorch SDPA)")
+    vae_tiling_min_pixels: int | None = Field(
+        2048 * 2048, ge=1, description="decode (and encode) in tiles from this many output pixels "
+        "on, so large sizes fit in memory; None: never")
+    warmup: bool | None = Field(
+        None, description="after a model loads, one short pipeline call (which also compiles) "
+        "before it serves; preloaded models warm up before the replica reports healthy")
+    batch_invariant: bool | None = Field(
+        None, description="the same bytes alone or in a batch: per-sample execution of the "
+        "position-sensitive layers while batching (max_batch_size > 1); None: on CPU only "
+        "(on an H100 it cost FLUX.1 12% of its batch-4 throughput at 1024²)")
+
+    def resolved(self, device: str) -> "OptimizationSettings":
+        on_cuda = device == "cuda"
+
+        def default(value: bool | None, on: bool) -> bool:
+            return on if value is None else value
+
+        return self.model_copy(update={
+            "compile": default(self.compile, on_cuda),
+            "warmup": default(self.warmup, on_cuda),
+            "batch_invariant": default(self.batch_invariant, not on_cuda)})
+
+
 class FamilySettings(DeploymentSettings):
     enabled: bool = True
+    optimization: OptimizationSettings = OptimizationSettings()
+    preload_models: list[str] = Field(
+        default_factory=list, description="model sources (tessera/tiny-flux, a Hugging Face id, "
+        "a directory) each replica loads and warms up before it reports healthy")
     max_models_per_replica: int = Field(2, ge=1)
     max_batch_size: int = Field(
         4, ge=1, description="most tasks Serve gathers into one batch, and most images in one "

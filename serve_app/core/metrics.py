@@ -48,6 +48,9 @@ def _metrics():
                                boundaries=LATENCY_BUCKETS, tag_keys=("family",))
         batch_size = Histogram("tessera_batch_size", "images per pipeline call",
                                boundaries=BATCH_BUCKETS, tag_keys=("family",))
+        cold_start = Histogram("tessera_cold_start_seconds", "model load, optimization and "
+                               "warm-up in a replica", boundaries=LATENCY_BUCKETS,
+                               tag_keys=("family",))
         storage = Histogram("tessera_storage_seconds", "output store calls",
                             boundaries=LATENCY_BUCKETS, tag_keys=("op",))
 

@@ -1,0 +1,83 @@
+"""The GPU optimisation paths, proven on CPU with the tiny FLUX: regional compilation, the
+warm-up, VAE tiling above a size, and fp8 asked for where it cannot run. The same code runs on
+CUDA in `loadtests.bench_gpu` (its H100 figures are in the README)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from deployments.calls import Job, PipelineCalls
+from deployments.loading import load_pipeline
+from deployments.optimize import optimize_pipeline
+from deployments.registry import FAMILIES
+from serve_app.core.config import OptimizationSettings
+from serve_app.core.types import GenerateParams, GenerateRequest
+
+SOURCE = "tessera/tiny-flux"
+
+
+def job(seed: int, size: int = 128) -> Job:
+    params = GenerateParams(prompt=f"a red fox {seed}", width=size, height=size,
+                            num_inference_steps=2, guidance_scale=3.5, seeds=[seed])
+    return Job(GenerateRequest(task_id=f"t{seed}", tenant="x", model=SOURCE, created_at=0.0,
+                               params=params))
+
+
+def pixels(images) -> np.ndarray:
+    return np.stack([np.asarray(im, dtype=np.float32) for im in images])
+
+
+@pytest.fixture(scope="module")
+def eager(tmp_path_factory):
+    data = str(tmp_path_factory.mktemp("data"))
+    opts = OptimizationSettings(compile=False).resolved("cpu")
+    pipe = load_pipeline(SOURCE, data, "cpu", torch.float32, False, opts)
+    return data, pipe, PipelineCalls(FAMILIES["flux"], 4, "cpu", False, opts)
+
+
+def test_regional_compile_and_warm_up_give_the_eager_images(eager):
+    data, eager_pipe, eager_calls = eager
+    opts = OptimizationSettings(compile=True, warmup=True).resolved("cpu")
+    pipe = load_pipeline(SOURCE, data, "cpu", torch.float32, False, opts)
+    blocks = pipe.transformer.transformer_blocks
+    # compile_repeated_blocks compiles each repeated block in place, not the whole model
+    assert all(getattr(b, "_compiled_call_impl", None) is not None for b in blocks)
+    assert getattr(pipe.transformer, "_compiled_call_impl", None) is None
+    calls = PipelineCalls(FAMILIES["flux"], 4, "cpu", False, opts)
+    assert calls.warm_up(pipe, SOURCE) > 0
+    compiled = pixels(calls.run(pipe, [job(1), job(2)]))
+    reference = pixels(eager_calls.run(eager_pipe, [job(1), job(2)]))
+    assert compiled.shape == reference.shape == (2, 128, 128, 3)
+    # compiled kernels fuse and reorder float arithmetic: the same image, not the same bits
+    assert np.abs(compiled - reference).mean() < 1.0
+    assert np.abs(compiled - pixels(eager_calls.run(eager_pipe, [job(3)]))).mean() > 5
+
+
+def test_vae_tiles_from_the_configured_size(eager):
+    _, pipe, _ = eager
+    calls = PipelineCalls(FAMILIES["flux"], 4, "cpu", False,
+                          OptimizationSettings(vae_tiling_min_pixels=256 * 256))
+    calls.run(pipe, [job(1, size=256)])
+    assert pipe.vae.use_tiling
+    calls.run(pipe, [job(1, size=128)])
+    assert not pipe.vae.use_tiling
+
+
+def test_fp8_on_cpu_runs_unquantized(eager, caplog):
+    _, pipe, calls = eager
+    applied = optimize_pipeline(pipe, OptimizationSettings(quantization="fp8").resolved("cpu"),
+                                "cpu")
+    assert "quantization" not in applied
+    assert "needs CUDA" in caplog.text
+    assert isinstance(pipe.transformer.transformer_blocks[0].ff.net[2].weight, torch.nn.Parameter)
+    assert len(calls.run(pipe, [job(4)])) == 1
+
+
+def test_defaults_per_device():
+    cpu = OptimizationSettings().resolved("cpu")
+    cuda = OptimizationSettings().resolved("cuda")
+    assert (cpu.compile, cpu.warmup, cpu.batch_invariant) == (False, False, True)
+    assert (cuda.compile, cuda.warmup, cuda.batch_invariant) == (True, True, False)
+    assert OptimizationSettings(batch_invariant=True).resolved("cuda").batch_invariant
