@@ -32,6 +32,7 @@ class Job:
     started: asyncio.Event = field(default_factory=asyncio.Event)
     batch_tasks: int = 1
     steps: asyncio.Queue = field(default_factory=asyncio.Queue)  # Step events, as they happen
+    canceled: bool = False  # its caller went away: its images are not wanted any more
 
     @property
     def params(self) -> GenerateParams:
@@ -122,9 +123,10 @@ class PipelineCalls:
         return {k: v for k, v in kwargs.items() if k in accepted}
 
     def run(self, base, group: list[Job],
-            on_step: Callable[[int, int], None] | None = None) -> list:
+            on_step: Callable[[Any, int, int, Any], None] | None = None) -> list:
         """The group's pipeline call (blocking): its images, task by task in order.
-        `on_step(step, total_steps)` is called after each denoising step."""
+        `on_step(pipe, step, total_steps, latents)` is called after each denoising step; what
+        it raises ends the call there."""
         import torch
 
         pipe = self.pipes.pipeline_for(base, group[0].params.task)
@@ -132,7 +134,8 @@ class PipelineCalls:
         set_vae_tiling(pipe, first.width * first.height, self.opts.vae_tiling_min_pixels)
         kwargs = self.call_kwargs(pipe, group)
         if on_step is not None:
-            kwargs.update(step_callback(pipe, on_step, group[0].params.num_inference_steps))
+            kwargs.update(step_callback(pipe, lambda *a: on_step(pipe, *a),
+                                        group[0].params.num_inference_steps))
         invariant = (invariant_execution(self.device) if self.batch_invariant
                      else contextlib.nullcontext())
         with torch.inference_mode(), invariant:
@@ -152,7 +155,7 @@ class PipelineCalls:
         return seconds
 
 
-def step_callback(pipe, on_step: Callable[[int, int], None], asked_steps: int) -> dict:
+def step_callback(pipe, on_step: Callable[[int, int, Any], None], asked_steps: int) -> dict:
     """The keyword arguments that make `pipe` report each finished denoising step: diffusers'
     `callback_on_step_end`, or the older `callback` (PixArt-Sigma); none if it has neither. The
     total is the steps the loop really runs (img2img runs steps x strength)."""
@@ -163,11 +166,11 @@ def step_callback(pipe, on_step: Callable[[int, int], None], asked_steps: int) -
 
     if "callback_on_step_end" in accepted:
         def on_step_end(_pipe, i, _t, callback_kwargs):
-            on_step(i + 1, total())
+            on_step(i + 1, total(), callback_kwargs.get("latents"))
             return callback_kwargs  # unchanged: the latents go on as they are
 
         return {"callback_on_step_end": on_step_end}
     if "callback" in accepted:
-        return {"callback": lambda i, _t, _latents: on_step(i + 1, total()),
+        return {"callback": lambda i, _t, latents: on_step(i + 1, total(), latents),
                 "callback_steps": 1}
     return {}

@@ -25,8 +25,10 @@ from deployments.batching import Batcher
 from deployments.calls import Job, PipelineCalls
 from deployments.loading import load_pipeline, pick_device, quiet_libraries
 from deployments.outputs import spans, store_outputs
+from deployments.previews import due, preview_uri
 from deployments.registry import FAMILIES
 from serve_app.core.config import TesseraConfig
+from serve_app.core.errors import TaskCanceled
 from serve_app.core.metrics import m
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import (
@@ -115,10 +117,10 @@ class FamilyServer:
         span = tracer().start_span("tessera.generate", context=extract(request.trace_context),
                                    attributes=attrs)
         job = Job(request, trace.set_span_in_context(span))
+        # Concurrent calls for the same model meet in the replica's batch queue.
+        outcome = asyncio.ensure_future(
+            self._batcher.submit(serve.get_multiplexed_model_id(), job))
         try:
-            # Concurrent calls for the same model meet in the replica's batch queue.
-            outcome = asyncio.ensure_future(
-                self._batcher.submit(serve.get_multiplexed_model_id(), job))
             started = asyncio.ensure_future(job.started.wait())
             try:
                 await asyncio.wait({outcome, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -137,6 +139,13 @@ class FamilyServer:
             # Encoding and the store write run here, per task, so the device moves on to the
             # next batch meanwhile.
             yield await store_outputs(self.store, request, job.context, images, timings)
+        except (asyncio.CancelledError, GeneratorExit):
+            # The task was cancelled (its stream with it): out of the batch queue if it had
+            # not started; in a running call, the call stops once no task in it is left.
+            job.canceled = True
+            outcome.cancel()
+            span.set_attribute("tessera.canceled", True)
+            raise
         finally:
             span.end()
 
@@ -182,10 +191,18 @@ class FamilyServer:
             # queue runs one batch at a time, so calls never fight over the device.
             loop = asyncio.get_running_loop()
 
-            def on_step(step: int, total: int) -> None:  # called in the pipeline's thread
+            def on_step(pipe, step: int, total: int, latents) -> None:  # the pipeline's thread
+                if all(job.canceled for job in group):
+                    raise TaskCanceled(f"every task of the call was cancelled at step {step}")
+                index = 0
                 for job in group:
-                    loop.call_soon_threadsafe(job.steps.put_nowait,
-                                              Step(step=step, total_steps=total))
+                    preview = None
+                    if job.request.preview and latents is not None and due(step, total):
+                        preview = preview_uri(self.spec, pipe, latents, index, first.width,
+                                              first.height)
+                    index += len(job.params.seeds)
+                    loop.call_soon_threadsafe(job.steps.put_nowait, Step(
+                        step=step, total_steps=total, preview=preview))
 
             images = await asyncio.to_thread(self.calls.run, base, group, on_step)
         inference_ms = (time.perf_counter() - t1) * 1000

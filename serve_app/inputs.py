@@ -75,10 +75,13 @@ def decode_base64(text: str, *, param: str, max_bytes: int) -> bytes:
         raise InvalidRequestError(f"{param} is not valid base64", param=param) from None
 
 
-def check_url_allowed(url: str, *, param: str, allow_private: bool) -> None:
+def check_url_allowed(url: str, *, param: str, allow_private: bool,
+                      error: type[TesseraError] = ForbiddenURLError) -> None:
+    """Only http(s), and (unless allowed) no loopback, link-local or private address: image
+    URLs and webhooks alike."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ForbiddenURLError(f"{param}: only http(s) URLs are fetched", param=param)
+        raise error(f"{param}: only http(s) URLs are allowed", param=param)
     if allow_private:
         return
     try:
@@ -90,9 +93,9 @@ def check_url_allowed(url: str, *, param: str, allow_private: bool) -> None:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
         if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
                 or ip.is_multicast or ip.is_unspecified):
-            raise ForbiddenURLError(
+            raise error(
                 f"{param}: {parts.hostname} resolves to {ip}, a loopback, link-local or "
-                "private address; such URLs are not fetched", param=param)
+                "private address; such URLs are not allowed", param=param)
 
 
 async def fetch_url(url: str, *, param: str, max_bytes: int, timeout_s: float,

@@ -17,6 +17,7 @@ from serve_app.rules import (
     MAX_SEED,
     SIDE_MULTIPLE,
     fit_size,
+    parse_duration,
     resolve_guidance,
     resolve_negative,
     resolve_steps,
@@ -138,6 +139,29 @@ class _ImageRequest(_Request):
     seed: int | None = Field(None, ge=-1, le=MAX_SEED, description="null or -1: random")
     output_format: Literal["png", "jpeg", "webp"] = "png"
     response_format: Literal["url", "b64_json"] = "url"
+    cancel_after: float | str | None = Field(
+        None, description='a deadline from submission: seconds, or "90s", "5m", "1h" (the '
+        "Cancel-After header says the same); queued past it the task is aborted, running "
+        "past it canceled with error deadline_exceeded")
+    preview: bool = Field(False, description="the events stream carries small preview images "
+                          "of the latents every few steps")
+    webhook: str | None = Field(None, max_length=2048, description="an http(s) URL that "
+                                "receives the task view, signed per Standard Webhooks")
+    webhook_events_filter: list[Literal["start", "completed"]] = Field(
+        ["completed"], min_length=1, description="start: when it starts running; completed: "
+        "when it ends, whatever the outcome")
+
+    @field_validator("cancel_after")
+    @classmethod
+    def _cancel_after(cls, v: float | str | None) -> float | None:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("webhook must be an http(s) URL")
+        return v
 
     @field_validator("prompt")
     @classmethod
@@ -317,10 +341,19 @@ class TaskProgress(BaseModel):
     total_steps: int
 
 
+class WebhookState(BaseModel):
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_error: str | None = None
+
+
+TaskStatus = Literal["queued", "in_progress", "completed", "failed", "canceled", "aborted"]
+
+
 class TaskView(BaseModel):
     id: str
     object: Literal["task"] = "task"
-    status: Literal["queued", "in_progress", "completed", "failed"]
+    status: TaskStatus
     model: str
     family: str
     created_at: float
@@ -337,6 +370,12 @@ class TaskView(BaseModel):
     warnings: list[str] = []
     result: TaskResult | None = None
     error: TaskError | None = None
+    cancel_at: float | None = Field(None, description="the deadline cancel_after set")
+    webhook: WebhookState | None = None
+
+
+class WebhookSecret(BaseModel):
+    key: str = Field(description="whsec_…: verifies webhook-signature (Standard Webhooks)")
 
 
 class TaskList(BaseModel):

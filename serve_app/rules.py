@@ -6,6 +6,7 @@ the body (`protocol`), from the request's own `to_generate_params`.
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from serve_app.core.errors import InvalidRequestError, UnsupportedTaskError
@@ -119,3 +120,26 @@ def resolve_guidance(asked: float | None, spec: ParameterSpec, warnings: list[st
             f"guidance_scale must be at most {spec.max_guidance_scale} for this model",
             param="guidance_scale")
     return asked
+
+
+MAX_CANCEL_AFTER_S = 24 * 3600
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: float | int | str) -> float:
+    """Seconds from a number of seconds or a string like "90", "90s", "5m", "1.5h", "500ms"
+    (the `cancel_after` field and the `Cancel-After` header)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string like \"90s\" or \"5m\"")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration: give seconds, or a string like "
+                             "\"90s\", \"5m\" or \"1h\"")
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if not 0 < seconds <= MAX_CANCEL_AFTER_S:
+        raise ValueError(f"a deadline must be more than 0 and at most {MAX_CANCEL_AFTER_S} s")
+    return seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deployments import tiny
+from deployments.families import flux
 from serve_app.core.types import (
     FamilySpec,
     ParameterSpec,
@@ -29,4 +30,6 @@ SPEC = FamilySpec(
     call_kwargs={"max_sequence_length": 256},
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
+    latent_rgb=flux.LATENT_RGB,
+    latent_rgb_bias=flux.LATENT_RGB_BIAS,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deployments import tiny
+from deployments.families import flux
 from serve_app.core.types import (
     FamilySpec,
     ParameterSpec,
@@ -28,4 +29,6 @@ SPEC = FamilySpec(
                  "max_area": lambda params: params.width * params.height},
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
+    latent_rgb=flux.LATENT_RGB,
+    latent_rgb_bias=flux.LATENT_RGB_BIAS,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from deployments import tiny
+from deployments.families import sdxl
 from serve_app.core.types import (
     FamilySpec,
     ParameterSpec,
@@ -38,4 +39,6 @@ SPEC = FamilySpec(
                  "clean_caption": False},
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
+    latent_rgb=sdxl.LATENT_RGB,
+    latent_rgb_bias=sdxl.LATENT_RGB_BIAS,
 )

@@ -36,6 +36,11 @@ def build_tiny(path: str) -> None:
 
 PARAMETERS = ParameterSpec(num_inference_steps=30, guidance_scale=5.0, negative_prompt=True)
 
+# The SDXL VAE's 4 latent channels to RGB (also PixArt-Sigma's VAE).
+LATENT_RGB = ((0.3651, 0.4232, 0.4341), (-0.2533, -0.0042, 0.1068),
+              (0.1076, 0.1111, -0.0362), (-0.3165, -0.2492, -0.2188))
+LATENT_RGB_BIAS = (0.1084, -0.0175, -0.0011)
+
 SPEC = FamilySpec(
     name="sdxl",
     display_name="Stable Diffusion XL",
@@ -45,4 +50,6 @@ SPEC = FamilySpec(
     parameters=PARAMETERS,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
+    latent_rgb=LATENT_RGB,
+    latent_rgb_bias=LATENT_RGB_BIAS,
 )

@@ -1,7 +1,8 @@
 """The FastAPI app on its Serve ingress deployment.
 
-The routers (`models`, `images`, `tasks`, `files`, `uploads`) hold the routes; `Ingress` only
-wires a replica up: the config, the store, the task and model actors, the API keys, tracing.
+The routers (`models`, `images`, `tasks`, `files`, `uploads`, `webhooks`) hold the routes;
+`Ingress` only wires a replica up: the config, the store, the task and model actors, the API
+keys, tracing.
 Errors are typed and rendered by `core.errors` in one place.
 """
 
@@ -12,7 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from opentelemetry.trace import SpanKind
 from ray import serve
 
-from serve_app.api import files, images, models, tasks, uploads
+from serve_app.api import files, images, models, tasks, uploads, webhooks
 from serve_app.api.deps import gateway
 from serve_app.api.gateway import Gateway
 from serve_app.auth import ApiKeys
@@ -27,7 +28,7 @@ from serve_app.tasks.actor import task_manager
 app = FastAPI(title="Tessera", version="0.1.0",
               description="Self-hosted image generation: import a model, submit, poll, download.")
 install_error_handlers(app)
-for resource in (models, images, tasks, files, uploads):
+for resource in (models, images, tasks, files, uploads, webhooks):
     app.include_router(resource.router)
 
 

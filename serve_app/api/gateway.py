@@ -7,9 +7,11 @@ Every dialect of the API (today's native routes, compatibility adapters later) s
 from __future__ import annotations
 
 import asyncio
-import base64
+import hashlib
+import json
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
@@ -20,21 +22,24 @@ from serve_app.catalog import CATALOG, model_terms
 from serve_app.core import telemetry
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import (
+    InvalidRequestError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
     TesseraError,
     UnknownUploadError,
+    WebhookURLError,
     unwrap_remote_error,
 )
 from serve_app.core.keys import input_key
 from serve_app.core.storage import OutputStore
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import GenerateParams
-from serve_app.inputs import decode_base64, decode_image, fetch_url
-from serve_app.protocol import ModelInfo, TaskCreated, TaskResult, TaskView
-from serve_app.rules import image_source
-from serve_app.tasks.state import Task
+from serve_app.inputs import check_url_allowed, decode_base64, decode_image, fetch_url
+from serve_app.protocol import ModelInfo, TaskCreated, TaskView
+from serve_app.rules import image_source, parse_duration
+from serve_app.tasks.state import TERMINAL, Task
+from serve_app.views import render_task
 
 
 def new_id(prefix: str) -> str:
@@ -61,6 +66,19 @@ def preferred_wait(prefer: str | None) -> int | None:
             return MAX_WAIT_S
         return max(0, min(int(value), MAX_WAIT_S)) if value.isdigit() else None
     return None
+
+
+@dataclass
+class TaskOptions:
+    """How a task is run and followed, beside its pipeline parameters: from the body's
+    cancel_after, preview and webhook fields and the Cancel-After and Idempotency-Key headers."""
+
+    cancel_after_s: float | None = None
+    preview: bool = False
+    webhook: str | None = None
+    webhook_events: tuple[str, ...] = ("completed",)
+    idempotency_key: str | None = None
+    body_hash: str | None = None
 
 
 async def call(ref, timeout_s: float = ACTOR_WAIT_S) -> Any:
@@ -116,9 +134,36 @@ class Gateway:
 
     # ------------------------------------------------------------ the submit path
 
+    async def options(self, body, request) -> TaskOptions:
+        """The task options of a generation or edit request (body fields and headers)."""
+        cancel_after = body.cancel_after
+        header = request.headers.get("cancel-after")
+        if header is not None:
+            try:
+                cancel_after = parse_duration(header)
+            except ValueError as exc:
+                raise InvalidRequestError(f"Cancel-After: {exc}", param="Cancel-After") from None
+        key = request.headers.get("idempotency-key")
+        if key is not None and not 1 <= len(key) <= 255:
+            raise InvalidRequestError("Idempotency-Key must be 1 to 255 characters",
+                                      param="Idempotency-Key")
+        digest = None
+        if key is not None:  # the same key must come with the same request
+            canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True)
+            digest = hashlib.sha256(f"{request.url.path}\n{canonical}".encode()).hexdigest()
+        if body.webhook is not None:
+            await asyncio.to_thread(check_url_allowed, body.webhook, param="webhook",
+                                    allow_private=self.config.inputs.allow_private_urls,
+                                    error=WebhookURLError)
+        return TaskOptions(cancel_after_s=cancel_after, preview=body.preview,
+                           webhook=body.webhook,
+                           webhook_events=tuple(dict.fromkeys(body.webhook_events_filter)),
+                           idempotency_key=key, body_hash=digest)
+
     async def submit(self, tenant: str, model: ModelInfo, source: str, task_id: str,
                      created_at: float, params: GenerateParams, n: int, response_format: str,
-                     warnings: list[str]) -> TaskCreated:
+                     warnings: list[str], options: TaskOptions, base_url: str = "",
+                     ) -> TaskCreated:
         attrs = task_attributes(task_id, tenant, model.id, model.family,
                                 **{"tessera.batch_size": len(params.seeds)})
         for span in {telemetry.REQUEST_SPAN.get() or trace.get_current_span(),
@@ -132,11 +177,17 @@ class Gateway:
                     source=source, params=params, created_at=created_at,
                     deadline_at=created_at + self.config.limits.task_deadline_s,
                     price_per_image=model.pricing.per_image, currency=model.pricing.currency,
-                    request=summary, warnings=warnings, trace=inject())
-        queued: Task = await call(self.tasks.submit.remote(task))
-        return TaskCreated(task_id=task_id, status=queued.status, model=model.id,
-                           created_at=created_at, queue_position=queued.queue_position,
-                           warnings=warnings)
+                    request=summary, warnings=warnings, trace=inject(),
+                    cancel_at=(created_at + options.cancel_after_s
+                               if options.cancel_after_s else None),
+                    preview=options.preview, webhook=options.webhook,
+                    webhook_events=list(options.webhook_events),
+                    idempotency_key=options.idempotency_key, base_url=base_url)
+        # an idempotent replay answers the original task
+        queued: Task = await call(self.tasks.submit.remote(task, options.body_hash))
+        return TaskCreated(task_id=queued.id, status=queued.status, model=queued.model,
+                           created_at=queued.created_at, queue_position=queued.queue_position,
+                           warnings=queued.warnings)
 
     # ------------------------------------------------------------ edit inputs
 
@@ -210,7 +261,7 @@ class Gateway:
             return created
         view = await self.read_task(created.task_id, tenant, str(request.base_url), wait)
         headers = {"Preference-Applied": f"wait={wait}"}
-        if view.status not in ("completed", "failed"):
+        if view.status not in TERMINAL:
             headers["Location"] = f"{request.base_url}v1/tasks/{created.task_id}"
         return JSONResponse(view.model_dump(mode="json"), headers=headers,
                             status_code=202 if "Location" in headers else 200)
@@ -228,25 +279,8 @@ class Gateway:
         return await self.task_view(task, base_url)
 
     async def task_view(self, task: Task, base_url: str, with_b64: bool = True) -> TaskView:
-        view = TaskView(**task.model_dump(include={
-            "id", "status", "model", "family", "created_at", "updated_at", "started_at",
-            "completed_at", "queue_position", "progress", "attempts", "history", "request",
-            "warnings", "error"}))
-        out = task.result
-        if out is not None:
-            want_b64 = with_b64 and task.request.get("response_format") == "b64_json"
-            data = []
-            for image in out.images:
-                item = {"seed": image.seed, "content_type": image.content_type,
-                        "url": self.store.url(image.key, base_url,
-                                              self.config.storage.url_ttl_s)}
-                if want_b64:
-                    item["b64_json"] = base64.b64encode(
-                        await self.store.get_async(image.key)).decode()
-                data.append(item)
-            view.result = TaskResult(data=data, usage=out.usage, width=out.width,
-                                     height=out.height, timings_ms=out.timings_ms)
-        return view
+        return await render_task(task, self.store, base_url, self.config.storage.url_ttl_s,
+                                 with_b64)
 
     def created_now(self) -> tuple[str, float]:
         return new_id("task"), time.time()

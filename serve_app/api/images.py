@@ -23,9 +23,10 @@ async def generations(body: GenerationRequest, request: Request,
         raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
                                    param="model")
     params, warnings = body.to_generate_params(model.parameters)
+    options = await gw.options(body, request)
     task_id, now = gw.created_now()
     created = await gw.submit(tenant, model, source, task_id, now, params, body.n,
-                              body.response_format, warnings)
+                              body.response_format, warnings, options, str(request.base_url))
     return await gw.answer(created, tenant, request)
 
 
@@ -43,10 +44,11 @@ async def edits(body: EditRequest, request: Request, tenant: str = Depends(authe
     mask = (await gw.load_image(tenant, body.mask_image, "mask_image", "L")
             if body.mask_image is not None else None)
     params, warnings = body.to_generate_params(model.parameters, task, images[0].size)
+    options = await gw.options(body, request)
     task_id, now = gw.created_now()
     keys, mask_key = await gw.store_inputs(tenant, task_id, images, mask,
                                            (params.width, params.height), warnings)
     params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key})
     created = await gw.submit(tenant, model, source, task_id, now, params, body.n,
-                              body.response_format, warnings)
+                              body.response_format, warnings, options, str(request.base_url))
     return await gw.answer(created, tenant, request)

@@ -155,7 +155,8 @@ class InputSettings(_Strict):
     max_image_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(4096 * 4096, ge=1, description="decompression-bomb guard")
     url_timeout_s: float = Field(10.0, gt=0)
-    allow_private_urls: bool = Field(False, description="let image_url reach loopback/private")
+    allow_private_urls: bool = Field(False, description="let image_url and webhook URLs reach "
+                                     "loopback/private addresses (TESSERA_ALLOW_PRIVATE_URLS)")
 
 
 class TracingSettings(_Strict):
@@ -165,6 +166,17 @@ class TracingSettings(_Strict):
     otlp_endpoint: str | None = Field(None, description="e.g. http://otel-collector:4318")
     sample_ratio: float = Field(1.0, ge=0, le=1)
     service_name: str = "tessera"
+
+
+class WebhookSettings(_Strict):
+    signing_key: str | None = Field(
+        None, description="secret the per-tenant whsec_ secrets derive from (env "
+        "TESSERA_WEBHOOK_SIGNING_KEY); default: one made on first use and kept in the database")
+    max_attempts: int = Field(10, ge=1, description="tries per delivery")
+    backoff_base_s: float = Field(
+        5.0, gt=0, description="wait before the second try; doubled each time (10 tries span "
+        "about 43 minutes)")
+    timeout_s: float = Field(10.0, gt=0, description="one delivery request")
 
 
 class LimitSettings(_Strict):
@@ -200,6 +212,7 @@ class TesseraConfig(_Strict):
     limits: LimitSettings = LimitSettings()
     database: DatabaseSettings = DatabaseSettings()
     inputs: InputSettings = InputSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     tracing: TracingSettings = TracingSettings()
     build_tiny_models: bool = True
 
@@ -229,6 +242,8 @@ ENV_VARS = {
     "TESSERA_S3_REGION": ("storage", "s3", "region"),
     "TESSERA_PUBLIC_BASE_URL": ("storage", "public_base_url"),
     "TESSERA_OTLP_ENDPOINT": ("tracing", "otlp_endpoint"),
+    "TESSERA_ALLOW_PRIVATE_URLS": ("inputs", "allow_private_urls"),
+    "TESSERA_WEBHOOK_SIGNING_KEY": ("webhooks", "signing_key"),
 }
 
 

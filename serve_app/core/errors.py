@@ -128,6 +128,26 @@ class ForbiddenURLError(TesseraError):
     code = "image_url_not_allowed"
 
 
+class TaskNotCancelableError(TesseraError):
+    status_code = 409
+    code = "task_not_cancelable"
+
+
+class IdempotencyKeyReusedError(TesseraError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+class WebhookURLError(TesseraError):
+    status_code = 400
+    code = "webhook_url_not_allowed"
+
+
+class TaskCanceled(Exception):
+    """Raised inside a pipeline call (from its step callback) once every task in it was
+    cancelled: the call stops between two denoising steps."""
+
+
 class InvalidTransitionError(Exception):
     """A task state change the state machine does not allow (a bug, never a client error)."""
 

@@ -74,6 +74,7 @@ class GenerateRequest(BaseModel):
     created_at: float  # dates the output keys
     params: GenerateParams
     trace_context: dict[str, str] = {}  # W3C carrier: the task's trace continues in the server
+    preview: bool = False  # stream preview images with the steps
 
 
 class Started(BaseModel):
@@ -89,6 +90,7 @@ class Step(BaseModel):
     kind: Literal["step"] = "step"
     step: int
     total_steps: int
+    preview: str | None = None  # a small image of the latents so far (data URI), if asked
 
 
 class StoredImage(BaseModel):
@@ -135,6 +137,11 @@ class FamilySpec:
     batch_by_prompt: bool = False
     # kept warm by the default config (one replica always up); the others scale to zero
     warm_by_default: bool = False
+    # previews: latent channel -> (r, g, b) weights, then a bias, of a cheap linear projection
+    # of the latents to RGB in [-1, 1]; None (or another channel count, as in the tiny
+    # checkpoints) shows the first three latent channels, each stretched to its range
+    latent_rgb: tuple[tuple[float, float, float], ...] | None = None
+    latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
     # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained
     build_tiny: Callable[[str], None] | None = None
     tiny_parameters: ParameterSpec | None = None

@@ -84,3 +84,11 @@ webhook_deliveries = Table(
     Column("last_error", Text),
     Column("created_at", Float, nullable=False),
 )
+
+# instance-wide secrets made on first use (the webhook signing key), so every replica and
+# every restart signs with the same key
+instance_secrets = Table(
+    "instance_secrets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -16,7 +16,8 @@ def row(task: Task) -> dict:
     return {"id": task.id, "tenant": task.tenant, "family": task.family, "status": task.status,
             "created_at": task.created_at, "updated_at": task.updated_at,
             "completed_at": task.completed_at, "expired": False,
-            "record": task.model_dump(mode="json", exclude={"queue_position", "progress"})}
+            "record": task.model_dump(mode="json", exclude={
+                "queue_position", "preview_image", "webhook_state"})}
 
 
 def _insert(engine: Engine):

@@ -22,9 +22,15 @@ from typing import Any
 import ray
 
 from serve_app.core.config import TesseraConfig
-from serve_app.core.errors import QueueFullError, RateLimitedError, TesseraError
+from serve_app.core.errors import (
+    IdempotencyKeyReusedError,
+    QueueFullError,
+    RateLimitedError,
+    TesseraError,
+)
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import setup_logging, setup_tracing
+from serve_app.db import idempotency
 from serve_app.db import tasks as task_rows
 from serve_app.db.engine import database_url, make_engine, migrate
 from serve_app.db.journal import Journal
@@ -33,6 +39,7 @@ from serve_app.tasks.ledger import Ledger
 from serve_app.tasks.queue import FairQueue
 from serve_app.tasks.retention import Retention
 from serve_app.tasks.state import Task
+from serve_app.tasks.webhooks import COMPLETED, START, WebhookOutbox
 
 logger = logging.getLogger("tessera.tasks")
 
@@ -49,6 +56,8 @@ class TaskManager:
         self._store = None
         self._ready = asyncio.Event()
         self._configuring = asyncio.Lock()
+        self._key_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.outbox: WebhookOutbox | None = None
         if config is not None:  # a Ray actor (also after a restart): start by itself
             self._boot = asyncio.get_running_loop().create_task(self.configure(config, handles))
 
@@ -74,6 +83,10 @@ class TaskManager:
         engine = make_engine(database_url(cfg))
         await asyncio.to_thread(migrate, engine)
         self.ledger = Ledger(Journal(engine), cfg.database.read_wait_s, cfg.limits.keep_finished_s)
+        self.ledger.stop_dispatch = self._stop_dispatch
+        self.outbox = WebhookOutbox(engine, self._store, cfg, self.ledger.tasks)
+        self.ledger.on_start = lambda task: self.outbox.notify(task, START)
+        self.ledger.on_end = lambda task: self.outbox.notify(task, COMPLETED)
         self.ledger.retention_days = cfg.storage.retention_days
         families = cfg.enabled_families()
         for name in families:
@@ -103,11 +116,42 @@ class TaskManager:
 
     # ------------------------------------------------------------ the API's side
 
-    async def submit(self, task: Task) -> Task:
+    async def submit(self, task: Task, body_hash: str | None = None) -> Task:
+        """Accept a task (queued), or, for an Idempotency-Key seen with the same body within
+        24 h, answer the task it created; the key with another body is a 422."""
         await self._ready.wait()
         known = self.ledger.tasks.get(task.id)
         if known is not None:  # Ray retried this call after a restart: it was accepted
             return self.ledger.snapshot(known)
+        if task.idempotency_key is None:
+            return await self._accept(task)
+        slot = (task.tenant, task.idempotency_key)
+        lock = self._key_locks.setdefault(slot, asyncio.Lock())
+        try:
+            async with lock:  # two submissions with one key: the second sees the first's task
+                return await self._submit_once(task, body_hash)
+        finally:
+            if not lock.locked():
+                self._key_locks.pop(slot, None)
+
+    async def _submit_once(self, task: Task, body_hash: str | None) -> Task:
+        """Under the key's lock: replay, refuse, or accept and remember the key."""
+        engine = self.ledger.journal.engine
+        seen = await self.ledger.db(idempotency.find, engine, task.tenant,
+                                     task.idempotency_key, task.created_at)
+        if seen is not None:
+            if seen[0] != body_hash:
+                raise IdempotencyKeyReusedError(
+                    f"Idempotency-Key {task.idempotency_key!r} was used with another "
+                    "request in the last 24 hours; use a new key for a new request",
+                    param="Idempotency-Key")
+            return await self.get(seen[1], task.tenant)
+        accepted = await self._accept(task)
+        await self.ledger.db(idempotency.remember, engine, task.tenant,
+                             task.idempotency_key, body_hash, task.id, task.created_at)
+        return accepted
+
+    async def _accept(self, task: Task) -> Task:
         dispatcher = self._dispatchers.get(task.family)
         if dispatcher is None:
             raise TesseraError(f"family {task.family} is not deployed",
@@ -125,17 +169,46 @@ class TaskManager:
 
     async def get(self, task_id: str, tenant: str) -> Task:
         await self._ready.wait()
-        return self.ledger.snapshot(await self.ledger.find(task_id, tenant))
+        return await self._view(await self.ledger.find(task_id, tenant))
 
     async def wait(self, task_id: str, tenant: str, timeout_s: float) -> Task:
         """Like `get`, but first waits up to timeout_s for the task to end."""
         await self._ready.wait()
-        return self.ledger.snapshot(await self.ledger.wait(task_id, tenant, timeout_s))
+        return await self._view(await self.ledger.wait(task_id, tenant, timeout_s))
+
+    async def _view(self, task: Task) -> Task:
+        """The task as a reader sees it: its place in the queue, its webhook's state."""
+        snapshot = self.ledger.snapshot(task)
+        snapshot.webhook_state = await self.outbox.state(task)
+        return snapshot
+
+    async def webhook_secret(self, tenant: str) -> str:
+        await self._ready.wait()
+        return await self.outbox.secret(tenant)
+
+    async def watch(self, task_id: str, tenant: str, after: int, timeout_s: float) -> Task:
+        """The task once it changed past event `after` (or ended), or after timeout_s: what
+        the events stream sends."""
+        await self._ready.wait()
+        return await self._view(await self.ledger.watch(task_id, tenant, after, timeout_s))
+
+    async def cancel(self, task_id: str, tenant: str) -> Task:
+        await self._ready.wait()
+        task = await self.ledger.find(task_id, tenant)
+        # one read back from the database has ended: task_not_cancelable
+        self.ledger.cancel(self.ledger.tasks.get(task.id, task))
+        await self.ledger.journal.settled(task.id, self.ledger.read_wait_s)
+        return await self._view(task)
+
+    def _stop_dispatch(self, task: Task) -> None:
+        dispatcher = self._dispatchers.get(task.family)
+        if dispatcher is not None:
+            dispatcher.stop(task.id)
 
     async def list(self, tenant: str, status: str | None = None, limit: int = 50) -> list[Task]:
         """The tenant's newest tasks first."""
         await self._ready.wait()
-        return [self.ledger.snapshot(t) for t in await self.ledger.newest(tenant, status, limit)]
+        return [await self._view(t) for t in await self.ledger.newest(tenant, status, limit)]
 
     async def stats(self) -> dict:
         await self._ready.wait()
@@ -151,6 +224,8 @@ class TaskManager:
         pending = [d.loop for d in self._dispatchers.values()] + [
             t for d in self._dispatchers.values() for t in d.inflight.values()]
         pending += self._background
+        if self.outbox is not None:
+            pending.append(self.outbox.worker)
         if self.ledger.journal is not None:
             pending.append(self.ledger.journal.worker)
         for t in pending:

@@ -63,6 +63,14 @@ class FamilyDispatcher:
             m().queue_depth.set(len(queue), tags={"family": self.family})
             self.inflight[task.id] = asyncio.create_task(self._traced_run(task))
 
+    def stop(self, task_id: str) -> None:
+        """Stop a task's dispatch: its stream is cancelled, and with it the task in the
+        replica (dropped from the batch queue, or, if it was the last task of a running
+        pipeline call, the call at the end of its current step)."""
+        running = self.inflight.get(task_id)
+        if running is not None:
+            running.cancel()
+
     async def _traced_run(self, task: Task) -> None:
         """Continue the submit request's trace: the wait in the queue, then the dispatch."""
         attrs = task_attributes(task.id, task.tenant, task.model, task.family,
@@ -87,7 +95,7 @@ class FamilyDispatcher:
         attempt = task.attempts
         request = GenerateRequest(task_id=task.id, tenant=task.tenant, model=task.model,
                                   created_at=task.created_at, params=task.params,
-                                  trace_context=inject())
+                                  trace_context=inject(), preview=task.preview)
         handle = self.handle.options(multiplexed_model_id=task.source, stream=True)
         stream = handle.generate.remote(request)
         started = asyncio.Event()
@@ -129,7 +137,7 @@ class FamilyDispatcher:
                 if task.status == QUEUED:
                     self.ledger.start(task)
             elif isinstance(event, Step):
-                self.ledger.progress(task, event.step, event.total_steps)
+                self.ledger.progress(task, event.step, event.total_steps, event.preview)
             elif isinstance(event, GenerateResult):
                 return event
         raise RuntimeError("the family server ended the task's stream without a result")

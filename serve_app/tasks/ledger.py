@@ -12,14 +12,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from typing import Callable
 
-from serve_app.core.errors import ExpiredError, TaskNotFoundError
+from serve_app.core.errors import ExpiredError, TaskNotCancelableError, TaskNotFoundError
 from serve_app.core.metrics import m
 from serve_app.core.types import GenerateResult
 from serve_app.db import tasks as task_rows
 from serve_app.db.journal import Journal, unavailable
 from serve_app.tasks.queue import FairQueue
 from serve_app.tasks.state import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task
+
+NEVER = 2**62  # an event_seq no task reaches: watch until the end
+
+
+def event_seq(task: Task) -> int:
+    """A number that grows with every change a watcher sees (transitions, steps): the id of
+    the task's events stream, so a client that reconnects resumes after what it saw."""
+    return len(task.history) * 1000 + ((task.progress or {}).get("step") or 0)
 
 
 class Ledger:
@@ -31,7 +40,10 @@ class Ledger:
         self.tasks: dict[str, Task] = {}
         self.queues: dict[str, FairQueue] = {}
         self.retention_days: float | None = None
-        self._ended: dict[str, asyncio.Event] = {}  # tasks someone waits on, set when they end
+        self._changed: dict[str, asyncio.Event] = {}  # tasks someone watches, set on a change
+        # stops a task's dispatch (and its pipeline call); the task actor sets it
+        self.stop_dispatch: Callable[[Task], None] = lambda task: None
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     # ------------------------------------------------------------ writes
 
@@ -40,6 +52,7 @@ class Ledger:
         await self.journal.save(task, durable=True)
         self._enqueue(task)
         m().tasks.inc(1, tags={"status": QUEUED, "family": task.family})
+        self.schedule_deadline(task)
 
     def restore(self, task: Task) -> None:
         """A task found unfinished in the database at start: queued again, in its old order;
@@ -48,6 +61,22 @@ class Ledger:
             task.transition(QUEUED)
             self.journal.save(task)
         self._enqueue(task)
+        self.schedule_deadline(task)
+
+    def schedule_deadline(self, task: Task) -> None:
+        """The client's deadline (cancel_after): a timer, not a sweep, so it is kept to the
+        moment."""
+        if task.cancel_at is not None:
+            delay = max(0.0, task.cancel_at - time.time())
+            self._timers[task.id] = asyncio.get_running_loop().call_later(
+                delay, self._deadline_passed, task.id)
+
+    def _deadline_passed(self, task_id: str) -> None:
+        self._timers.pop(task_id, None)
+        task = self.tasks.get(task_id)
+        if task is not None and not task.done:
+            self.cancel(task, "deadline_exceeded", "the task's cancel_after deadline passed "
+                        + ("before it started" if task.status == QUEUED else "while it ran"))
 
     def _enqueue(self, task: Task) -> None:
         self.tasks[task.id] = task
@@ -58,6 +87,8 @@ class Ledger:
     def start(self, task: Task) -> None:
         task.transition(IN_PROGRESS)
         self.journal.save(task)
+        self._touch(task.id)
+        self.on_start(task)
         tags = {"family": task.family}
         m().tasks.inc(1, tags={"status": IN_PROGRESS, **tags})
         m().queue_wait.observe(task.started_at - task.created_at, tags=tags)
@@ -65,7 +96,7 @@ class Ledger:
     def complete(self, task: Task, output: GenerateResult) -> None:
         task.complete(output)
         self.journal.save(task)
-        self._wake(task.id)
+        self._ended(task)
         tags = {"family": task.family}
         m().tasks.inc(1, tags={"status": COMPLETED, **tags})
         m().images.inc(len(output.images), tags=tags)
@@ -75,39 +106,80 @@ class Ledger:
         if not task.done:
             task.fail(code, message)
             self.journal.save(task)
-            self._wake(task.id)
+            self._ended(task)
             self.queues[task.family].remove(task.tenant, task.id)
             m().tasks.inc(1, tags={"status": FAILED, "family": task.family})
             m().errors.inc(1, tags={"code": code, "family": task.family})
+
+    def cancel(self, task: Task, code: str | None = None, message: str = "") -> None:
+        """Canceled (or aborted, at its deadline before it started) now; its dispatch, and the
+        pipeline call if it was the call's last task, stop."""
+        if task.done:
+            raise TaskNotCancelableError(
+                f"task {task.id} is {task.status}: only a queued or running task can be "
+                "canceled", param="task_id")
+        task.cancel(code, message)
+        self.journal.save(task)
+        self.queues[task.family].remove(task.tenant, task.id)
+        self._ended(task)
+        self.stop_dispatch(task)
+        m().tasks.inc(1, tags={"status": task.status, "family": task.family})
 
     def requeue(self, task: Task) -> None:
         """Back to the front of its tenant's queue: the replica running it was lost."""
         if task.status == IN_PROGRESS:
             task.transition(QUEUED)
             self.journal.save(task)
+            self._touch(task.id)
         self.queues[task.family].push(task.tenant, task.id, front=True)
 
-    def _wake(self, task_id: str) -> None:
-        event = self._ended.pop(task_id, None)
+    def _ended(self, task: Task) -> None:
+        timer = self._timers.pop(task.id, None)
+        if timer is not None:
+            timer.cancel()
+        self._touch(task.id)
+        self.on_end(task)
+
+    def on_start(self, task: Task) -> None:
+        """A task started running (the webhook outbox listens here)."""
+
+    def on_end(self, task: Task) -> None:
+        """A task reached a terminal status (the webhook outbox listens here)."""
+
+    def _touch(self, task_id: str) -> None:
+        event = self._changed.pop(task_id, None)
         if event is not None:
             event.set()
 
-    async def wait(self, task_id: str, tenant: str, timeout_s: float) -> Task:
-        """The task once it has ended (and that is committed), or as it is after timeout_s."""
+    async def watch(self, task_id: str, tenant: str, after: int, timeout_s: float) -> Task:
+        """The task once its event_seq is past `after` (and committed, for a transition), or
+        when it has ended, or as it is after timeout_s."""
         task = await self.find(task_id, tenant)
-        if not task.done and timeout_s > 0:
-            event = self._ended.setdefault(task_id, asyncio.Event())
+        deadline = time.monotonic() + timeout_s
+        while not task.done and event_seq(task) <= after:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            event = self._changed.setdefault(task_id, asyncio.Event())
             try:
-                await asyncio.wait_for(event.wait(), timeout_s)
+                await asyncio.wait_for(event.wait(), left)
             except asyncio.TimeoutError:
                 pass
             task = await self.find(task_id, tenant)
         return task
 
-    def progress(self, task: Task, step: int, total_steps: int) -> None:
+    async def wait(self, task_id: str, tenant: str, timeout_s: float) -> Task:
+        """The task once it has ended (and that is committed), or as it is after timeout_s."""
+        return await self.watch(task_id, tenant, NEVER, timeout_s)
+
+    def progress(self, task: Task, step: int, total_steps: int,
+                 preview: str | None = None) -> None:
         """Where the running attempt is: shown to readers, not a transition, not committed."""
         if task.status == IN_PROGRESS:
             task.progress = {"step": step, "total_steps": total_steps}
+            if preview is not None:
+                task.preview_image = preview
+            self._touch(task.id)
 
     def forget(self, task_id: str) -> None:
         self.tasks.pop(task_id, None)
@@ -121,7 +193,7 @@ class Ledger:
                 raise TaskNotFoundError(f"task {task_id!r} not found", param="task_id")
             await self.journal.settled(task_id, self.read_wait_s)
             return t
-        found = await self._db(task_rows.load, self.journal.engine, task_id)
+        found = await self.db(task_rows.load, self.journal.engine, task_id)
         if found is None or found[0].tenant != tenant:
             raise TaskNotFoundError(f"task {task_id!r} not found", param="task_id")
         task, expired = found
@@ -132,7 +204,7 @@ class Ledger:
 
     async def newest(self, tenant: str, status: str | None, limit: int) -> list[Task]:
         """The tenant's newest tasks, as committed; those still in memory as they are now."""
-        stored = await self._db(task_rows.newest, self.journal.engine, tenant, status, limit)
+        stored = await self.db(task_rows.newest, self.journal.engine, tenant, status, limit)
         out = []
         for t in stored:
             live = self.tasks.get(t.id)
@@ -169,7 +241,7 @@ class Ledger:
             del self.tasks[task_id]
         return len(old)
 
-    async def _db(self, fn, *args):
+    async def db(self, fn, *args):
         try:
             return await asyncio.to_thread(fn, *args)
         except Exception as exc:  # the database is away: 503 with Retry-After, never a 500

@@ -1,4 +1,5 @@
-"""A task's state machine and record: queued -> in_progress -> completed | failed.
+"""A task's state machine and record: queued -> in_progress -> completed | failed | canceled;
+queued -> canceled | aborted (its deadline passed before it started).
 
 `Task` is what the ingress submits, what the task actor keeps and what it answers reads with:
 one typed record from the 202 to the last poll. Every transition is timestamped in `history`;
@@ -17,13 +18,14 @@ from serve_app.core.types import GenerateParams, GenerateResult, StoredImage
 from serve_app.protocol import TaskError, Usage
 
 QUEUED, IN_PROGRESS, COMPLETED, FAILED = "queued", "in_progress", "completed", "failed"
-TERMINAL = frozenset({COMPLETED, FAILED})
+CANCELED, ABORTED = "canceled", "aborted"
+STATUSES = (QUEUED, IN_PROGRESS, COMPLETED, FAILED, CANCELED, ABORTED)
+TERMINAL = frozenset({COMPLETED, FAILED, CANCELED, ABORTED})
 # in_progress -> queued is the retry after the replica running the task died.
 TRANSITIONS = {
-    QUEUED: frozenset({IN_PROGRESS, FAILED}),
-    IN_PROGRESS: frozenset({COMPLETED, FAILED, QUEUED}),
-    COMPLETED: frozenset(),
-    FAILED: frozenset(),
+    QUEUED: frozenset({IN_PROGRESS, FAILED, CANCELED, ABORTED}),
+    IN_PROGRESS: frozenset({COMPLETED, FAILED, QUEUED, CANCELED}),
+    **{status: frozenset() for status in TERMINAL},
 }
 MAX_ATTEMPTS = 3
 
@@ -45,6 +47,12 @@ class Task(BaseModel):
     params: GenerateParams
     created_at: float
     deadline_at: float
+    cancel_at: float | None = None  # the client's deadline (cancel_after / Cancel-After)
+    preview: bool = False  # stream preview images with the progress
+    webhook: str | None = None
+    webhook_events: list[str] = []
+    idempotency_key: str | None = None
+    base_url: str = ""  # what the client called, for the links in its webhooks
     price_per_image: float = 0.0
     currency: str = "USD"
     request: dict[str, Any] = {}  # the effective parameters, as the task view shows them
@@ -62,6 +70,8 @@ class Task(BaseModel):
     # {step, total_steps} of the running attempt, from the server's Step events: shown, not
     # committed at every step (the next transition clears it)
     progress: dict[str, int] | None = None
+    preview_image: str | None = None  # the latest preview (a data URI), shown, not committed
+    webhook_state: dict[str, Any] | None = None  # {status, attempts, last_error}, when read
 
     def model_post_init(self, _context: Any) -> None:
         if not self.history:
@@ -78,7 +88,9 @@ class Task(BaseModel):
         now = time.time() if now is None else now
         self.status = status
         self.updated_at = now
-        self.progress = None
+        if status != CANCELED:  # a cancelled task keeps the step it stopped at
+            self.progress = None
+        self.preview_image = None
         error = fields.get("error")
         self.history.append({"status": status, "at": now,
                              **({"reason": error.code} if error else {})})
@@ -104,3 +116,11 @@ class Task(BaseModel):
 
     def fail(self, code: str, message: str, now: float | None = None) -> None:
         self.transition(FAILED, now, error=TaskError(code=code, message=message))
+
+    def cancel(self, code: str | None = None, message: str = "", now: float | None = None,
+               ) -> None:
+        """Canceled (by its client, or at its deadline while running: code deadline_exceeded);
+        aborted when its deadline passed before it started."""
+        error = TaskError(code=code, message=message) if code else None
+        status = ABORTED if code and self.status == QUEUED else CANCELED
+        self.transition(status, now, **({"error": error} if error else {}))

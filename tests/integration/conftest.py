@@ -89,6 +89,7 @@ def service(deploy, traces_path) -> Service:
     return deploy("main", {
         "limits": {"task_deadline_s": 120},
         "families": {name: {"num_replicas": 1} for name in FAMILIES},
+        "webhooks": {"backoff_base_s": 0.3},
         "inputs": {"allow_private_urls": True, "max_image_bytes": 1_000_000,
                    "max_image_pixels": 2048 * 2048},
         "tracing": {"exporter": "file", "path": str(traces_path)}})

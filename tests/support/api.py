@@ -51,7 +51,7 @@ def wait_task(client: httpx.Client, task_id: str, timeout: float = 120) -> dict:
         r = client.get(f"/v1/tasks/{task_id}")
         assert r.status_code == 200, r.text
         body = r.json()
-        if body["status"] in ("completed", "failed"):
+        if body["status"] in ("completed", "failed", "canceled", "aborted"):
             return body
         time.sleep(0.2)
     raise AssertionError(f"task {task_id} still {body['status']} after {timeout}s")

@@ -1,0 +1,59 @@
+"""A task's Server-Sent Events: `status`, `progress`, `preview`, then `done` with the view.
+
+Each event's id is the task's `event_seq` at that moment (it grows with every transition and
+step), so a client that reconnects with `Last-Event-ID` gets only what it has not seen. The
+stream follows the task actor's `watch` long-poll and ends once the task has ended.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import AsyncIterator
+
+from serve_app.api.gateway import ACTOR_WAIT_S, Gateway, call
+from serve_app.tasks.ledger import event_seq
+from serve_app.tasks.state import Task
+
+WATCH_S = 15.0  # one long-poll; sse-starlette pings in between keep proxies from closing
+
+
+def last_seen(task: Task, last_event_id: str | None) -> tuple[int, str | None, int]:
+    """(event id, status, step) the client saw last, from its Last-Event-ID."""
+    if last_event_id is None or not last_event_id.strip().isdigit():
+        return -1, None, 0
+    seen = int(last_event_id)
+    transitions = seen // 1000
+    status = (task.history[transitions - 1]["status"]
+              if 0 < transitions <= len(task.history) else None)
+    return seen, status, seen % 1000
+
+
+def _event(name: str, seq: int, data: dict) -> dict:
+    return {"event": name, "id": str(seq), "data": json.dumps(data, separators=(",", ":"))}
+
+
+async def task_events(gw: Gateway, task: Task, tenant: str, base_url: str,
+                      last_event_id: str | None) -> AsyncIterator[dict]:
+    after, status, step = last_seen(task, last_event_id)
+    preview = None
+    while True:
+        seq = event_seq(task)
+        if seq > after:
+            if task.status != status:
+                status = task.status
+                yield _event("status", seq, {"status": status,
+                                             "queue_position": task.queue_position})
+            progress = task.progress or {}
+            if progress.get("step", 0) > step or (progress and seq // 1000 != after // 1000):
+                step = progress["step"]
+                yield _event("progress", seq, progress)
+            if task.preview_image and task.preview_image != preview:
+                preview = task.preview_image
+                yield _event("preview", seq, {"step": step, "image": preview})
+            after = seq
+        if task.done:
+            view = await gw.task_view(task, base_url)
+            yield _event("done", seq, view.model_dump(mode="json"))
+            return
+        task = await call(gw.tasks.watch.remote(task.id, tenant, after, WATCH_S),
+                          timeout_s=WATCH_S + ACTOR_WAIT_S)
