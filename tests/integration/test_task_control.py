@@ -275,3 +275,24 @@ def test_openapi_lists_the_task_control_routes(client_a):
     paths = client_a.get("/openapi.json").json()["paths"]
     assert "/v1/tasks/{task_id}/cancel" in paths and "/v1/tasks/{task_id}/events" in paths
     assert "/v1/webhooks/secret" in paths
+
+
+def test_cancelling_one_task_of_a_shared_call_leaves_the_others_bytes(client_a, tiny_flux_a):
+    from tests.support.api import download
+
+    blocker = submit(client_a, tiny_flux_a, seed=5, size="512x512", num_inference_steps=40)
+    wait_for(client_a, blocker["task_id"], lambda t: t["status"] == "in_progress")
+    shared = {"size": "512x512", "num_inference_steps": 30}
+    kept = submit(client_a, tiny_flux_a, seed=11, **shared)["task_id"]
+    dropped = submit(client_a, tiny_flux_a, seed=12, **shared)["task_id"]
+    # both wait in the replica's batch queue behind the blocker, then share one call
+    running = wait_for(client_a, dropped, lambda t: (t.get("progress") or {}).get("step", 0) >= 2)
+    other = client_a.get(f"/v1/tasks/{kept}").json()
+    assert other["status"] == "in_progress"
+    assert abs(other["started_at"] - running["started_at"]) < 0.5  # one call started both
+    assert client_a.post(f"/v1/tasks/{dropped}/cancel").json()["status"] == "canceled"
+    done = wait_task(client_a, kept)
+    assert done["status"] == "completed", done
+    alone = wait_task(client_a, submit(client_a, tiny_flux_a, seed=11, **shared)["task_id"])
+    assert download(done["result"]["data"][0]["url"]) == download(
+        alone["result"]["data"][0]["url"])

@@ -90,7 +90,7 @@ async def until_done(tm, task_id, tenant="a", timeout=5.0):
         except ServiceUnavailableError:
             await asyncio.sleep(0.1)
             continue
-        if view["status"] in ("completed", "failed"):
+        if view["status"] in ("completed", "failed", "canceled", "aborted"):
             return view
         await asyncio.sleep(0.01)
     raise AssertionError(view)

@@ -142,3 +142,65 @@ def test_retention_sweep_removes_images_and_answers_expired(tmp_path):
         with pytest.raises(Exception, match="not found"):
             await tm.get("t1", "b")
     run(main())
+
+
+def test_webhook_deliveries_survive_a_restart(tmp_path):
+    """A delivery that failed before the actor died is tried again by the next one, with the
+    same webhook-id, until the receiver takes it."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.support.api import free_port
+
+    port = free_port()
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["content-length"]))
+            received.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    cfg = config(tmp_path)
+    cfg["webhooks"]["backoff_base_s"] = 0.5
+    cfg["inputs"]["allow_private_urls"] = True
+
+    async def first_life():
+        tm = TaskManager()
+        await tm.configure(cfg, {"flux": Handle(ok)})
+        hooked = task(1).model_copy(update={"webhook": f"http://127.0.0.1:{port}/hook",
+                                            "webhook_events": ["completed"]})
+        await tm.submit(hooked)
+        await until_done(tm, "t1")
+        for _ in range(100):  # the first try meets nobody listening
+            state = (await tm.get("t1", "a")).webhook_state
+            if state and state["attempts"] >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert state["status"] == "pending" and "Connect" in state["last_error"]
+        await tm.close()
+
+    async def second_life():
+        tm = TaskManager()
+        await tm.configure(cfg, {"flux": Handle(ok)})
+        for _ in range(100):
+            state = (await tm.get("t1", "a")).webhook_state
+            if state["status"] == "delivered":
+                break
+            await asyncio.sleep(0.05)
+        await tm.close()
+        return state
+
+    run(first_life())
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        state = run(second_life())
+    finally:
+        server.shutdown()
+    assert state == {"status": "delivered", "attempts": 2, "last_error": None}
+    assert len(received) == 1 and received[0]["webhook-id"].startswith("msg_")
