@@ -11,7 +11,6 @@ from serve_app.core.keys import CONTENT_TYPES, output_key
 from serve_app.core.telemetry import tracer
 from serve_app.core.types import GenerateRequest, GenerateResult, StoredImage
 
-
 # zlib level 1: a generated 512² PNG encodes in 20 ms instead of 94 (1024²: 62 against 307)
 # for files about a fifth larger; at level 6 the encoding was most of the serving overhead
 PNG_COMPRESS_LEVEL = 1

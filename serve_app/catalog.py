@@ -6,8 +6,10 @@ names a registered pipeline class; the catalog only adds licence, price and tune
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
+from deployments.loading import OVERRIDE_SEP
 from deployments.registry import FAMILIES, TINY_PREFIX
 from serve_app.core.types import ParameterSpec
 from serve_app.protocol import Pricing
@@ -36,6 +38,15 @@ class CatalogEntry:
     @property
     def builtin_tiny(self) -> bool:
         return self.id.startswith(TINY_PREFIX)
+
+    @property
+    def short_name(self) -> str:
+        return self.id.rsplit("/", 1)[-1]
+
+    @property
+    def source(self) -> str:
+        """What the family server loads for it."""
+        return f"{self.base_model}{OVERRIDE_SEP}{self.id}" if self.base_model else self.id
 
 
 def requires_acceptance(license_id: str | None) -> bool:
@@ -149,3 +160,35 @@ def model_terms(model_id: str, family: str, licence: str | None,
                         currency=config.pricing.currency),
         parameters=parameters or (entry.parameters if entry else None)
         or FAMILIES[family].parameters)
+
+
+def find_entry(name: str) -> CatalogEntry | None:
+    """A catalog model by its Hugging Face id or its short name (`FLUX.1-schnell`,
+    `tiny-flux`), letter case aside; None when no entry, or more than one, matches."""
+    if name in CATALOG:
+        return CATALOG[name]
+    wanted = name.strip().lower()
+    found = [e for e in CATALOG.values() if wanted in (e.id.lower(), e.short_name.lower())]
+    return found[0] if len(found) == 1 else None
+
+
+def unavailable_reason(entry: CatalogEntry, config) -> str | None:
+    """Why a catalog model cannot run here, or None when it can."""
+    spec = FAMILIES[entry.family]
+    if entry.unsupported_reason:
+        return entry.unsupported_reason
+    if entry.family not in config.enabled_families():
+        return f"the {spec.display_name} family ({entry.family}) is not deployed here"
+    missing = [m for m in spec.needs_modules if importlib.util.find_spec(m) is None]
+    if missing:
+        return (f"its {spec.display_name} pipeline needs {', '.join(missing)}, which is not "
+                "installed here")
+    enabled = config.catalog.enabled
+    if enabled is not None and not entry.builtin_tiny and entry.id not in enabled:
+        return "not enabled for calls by name on this server (config catalog.enabled)"
+    return None
+
+
+def license_accepted(entry: CatalogEntry, licence: str | None, config) -> bool:
+    accepted = set(config.catalog.accepted_licenses)
+    return not requires_acceptance(licence) or bool({entry.id, licence} & accepted)

@@ -101,8 +101,9 @@ class ModelRegistry:
         # their existence should not leak across tenants.
         if record is None or record.info.owned_by != tenant:
             raise UnknownModelError(
-                f"model {model_id!r} not found; import it with /v1/my-models/import-hf and use "
-                "the tm_* id it returns", param="model")
+                f"model {model_id!r} not found: call a catalog model by name (GET /v1/models), "
+                "or import one with /v1/my-models/import-hf and use the tm_* id it returns",
+                param="model")
         return record
 
     def list(self, tenant: str) -> list[ModelInfo]:

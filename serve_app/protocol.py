@@ -111,6 +111,15 @@ class ModelInfo(BaseModel):
     parameters: ParameterSpec
     created_at: float | None = None
     execution_mode: str | None = None
+    available: bool = Field(True, description="whether it can run on this server")
+    unavailable_reason: str | None = None
+
+
+class ImportedModel(ModelInfo):
+    """The import answer: the model, with its id also under the names clients read."""
+
+    model_id: str
+    parel_model_id: str
 
 
 class ModelList(BaseModel):

@@ -46,4 +46,5 @@ SPEC = FamilySpec(
     parameters=PARAMETERS,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
+    needs_modules=("torchvision",),  # transformers builds Qwen2VLProcessor only with it
 )

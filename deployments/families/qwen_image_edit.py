@@ -31,4 +31,5 @@ SPEC = FamilySpec(
     batch_by_prompt=True,  # its Qwen2.5-VL prompts are padded to the longest in a batch
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
+    needs_modules=("torchvision",),  # transformers builds Qwen2VLProcessor only with it
 )

@@ -18,16 +18,26 @@ from opentelemetry import trace
 
 from deployments.outputs import encode_image
 from deployments.registry import FAMILIES
-from serve_app.catalog import CATALOG, model_terms
+from serve_app.catalog import (
+    CATALOG,
+    find_entry,
+    license_accepted,
+    model_terms,
+    unavailable_reason,
+)
 from serve_app.core import telemetry
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import (
+    GatewayTimeoutError,
     InvalidRequestError,
+    LicenseAcceptanceRequiredError,
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
     TesseraError,
     UnknownUploadError,
+    UnsupportedModelError,
+    UnsupportedTaskError,
     WebhookURLError,
     unwrap_remote_error,
 )
@@ -36,8 +46,14 @@ from serve_app.core.storage import OutputStore
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import GenerateParams
 from serve_app.inputs import check_url_allowed, decode_base64, decode_image, fetch_url
-from serve_app.protocol import ModelInfo, TaskCreated, TaskView
-from serve_app.rules import image_source, parse_duration
+from serve_app.protocol import (
+    EditRequest,
+    GenerationRequest,
+    ModelInfo,
+    TaskCreated,
+    TaskView,
+)
+from serve_app.rules import image_source, parse_duration, route_edit
 from serve_app.tasks.state import TERMINAL, Task
 from serve_app.views import render_task
 
@@ -112,27 +128,98 @@ class Gateway:
     # ------------------------------------------------------------ models
 
     async def imported_model(self, tenant: str, model_id: str) -> tuple[ModelInfo, str]:
-        record = await call(self.models.get.remote(tenant, model_id))
-        return record.info, record.source
+        """The model a request names and the source its family server loads: a tenant's
+        imported `tm_*` model, or a catalog model by Hugging Face id or short name."""
+        entry = None if model_id.startswith("tm_") else find_entry(model_id)
+        if entry is None:
+            record = await call(self.models.get.remote(tenant, model_id))
+            return record.info, record.source
+        info = self.catalog_info(entry)
+        if not info.available:
+            raise UnsupportedModelError(f"{entry.id} cannot run here: "
+                                        f"{info.unavailable_reason}", param="model")
+        if not license_accepted(entry, entry.license, self.config):
+            raise LicenseAcceptanceRequiredError(
+                f"{entry.id} is under the licence {entry.license or 'unknown'!r}, which must be "
+                "accepted before use: import it with /v1/my-models/validate-hf and "
+                "/v1/my-models/import-hf (accepted_license: true) and call the tm_* id, or ask "
+                "the operator to accept it for everyone (catalog.accepted_licenses)",
+                param="model")
+        return info, entry.source
+
+    async def models_for(self, tenant: str) -> list[ModelInfo]:
+        """The catalog (available or not) and the tenant's imported models."""
+        return self.catalog_models() + await call(self.models.list.remote(tenant))
+
+    def catalog_info(self, entry) -> ModelInfo:
+        spec = FAMILIES[entry.family]
+        terms = model_terms(entry.id, entry.family, entry.license, entry.parameters, self.config)
+        reason = unavailable_reason(entry, self.config)
+        return ModelInfo(
+            id=entry.id, owned_by="tessera", name=entry.description or None,
+            hf_model_id=entry.id, family=entry.family, pipeline_tag=spec.pipeline_tag,
+            tasks=spec.tasks, license=terms.license or "see model card",
+            requires_license_acceptance=not license_accepted(entry, entry.license,
+                                                             self.config),
+            pricing=terms.pricing, parameters=terms.parameters, available=reason is None,
+            unavailable_reason=reason)
 
     def catalog_models(self) -> list[ModelInfo]:
-        out = []
-        enabled = self.config.enabled_families()
-        for entry in CATALOG.values():
-            if entry.unsupported_reason or entry.family not in enabled:
-                continue
-            spec = FAMILIES[entry.family]
-            terms = model_terms(entry.id, entry.family, entry.license, entry.parameters,
-                                self.config)
-            out.append(ModelInfo(
-                id=entry.id, owned_by="tessera", hf_model_id=entry.id, family=entry.family,
-                pipeline_tag=spec.pipeline_tag, tasks=spec.tasks,
-                license=terms.license or "see model card",
-                requires_license_acceptance=terms.requires_license_acceptance,
-                pricing=terms.pricing, parameters=terms.parameters))
-        return out
+        """Every catalog model, callable by name where `available`."""
+        return [self.catalog_info(entry) for entry in CATALOG.values()]
 
     # ------------------------------------------------------------ the submit path
+
+    async def submit_generation(self, tenant: str, body: GenerationRequest,
+                                request) -> TaskCreated:
+        """Every dialect's text-to-image request, once it is a `GenerationRequest`."""
+        model, source = await self.imported_model(tenant, body.model)
+        if "text-to-image" not in model.tasks:
+            raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
+                                       param="model")
+        params, warnings = body.to_generate_params(model.parameters)
+        options = await self.options(body, request)
+        task_id, now = self.created_now()
+        return await self.submit(tenant, model, source, task_id, now, params, body.n,
+                                 body.response_format, warnings, options,
+                                 str(request.base_url))
+
+    async def submit_edit(self, tenant: str, body: EditRequest, request) -> TaskCreated:
+        """Every dialect's edit request, once it is an `EditRequest`: the inputs go to the
+        store, the task carries their keys."""
+        model, source = await self.imported_model(tenant, body.model)
+        task = route_edit(model.tasks, body.mask_image is not None, model.id)
+        if len(body.images) > model.parameters.max_input_images:
+            raise InvalidRequestError(f"{model.id} takes at most "
+                                      f"{model.parameters.max_input_images} input image(s)",
+                                      param="image")
+        images = [await self.load_image(tenant, ref, "image") for ref in body.images]
+        mask = (await self.load_image(tenant, body.mask_image, "mask_image", "L")
+                if body.mask_image is not None else None)
+        params, warnings = body.to_generate_params(model.parameters, task, images[0].size)
+        options = await self.options(body, request)
+        task_id, now = self.created_now()
+        keys, mask_key = await self.store_inputs(tenant, task_id, images, mask,
+                                                 (params.width, params.height), warnings)
+        params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key})
+        return await self.submit(tenant, model, source, task_id, now, params, body.n,
+                                 body.response_format, warnings, options,
+                                 str(request.base_url))
+
+    async def finished(self, task_id: str, tenant: str, base_url: str) -> TaskView:
+        """The task view once it has ended (the synchronous dialects), however long that
+        takes within `compat.sync_wait_s`; 504 after that."""
+        deadline = time.monotonic() + self.config.compat.sync_wait_s
+        while True:
+            left = deadline - time.monotonic()
+            view = await self.read_task(task_id, tenant, base_url,
+                                        max(1, min(MAX_WAIT_S, int(left))))
+            if view.status in TERMINAL:
+                return view
+            if left <= 0:
+                raise GatewayTimeoutError(
+                    f"task {task_id} did not finish within {self.config.compat.sync_wait_s:g} "
+                    f"s; it goes on: GET /v1/tasks/{task_id}", param=None)
 
     async def options(self, body, request) -> TaskOptions:
         """The task options of a generation or edit request (body fields and headers)."""

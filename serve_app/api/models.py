@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.gateway import Gateway, call, new_id
 from serve_app.protocol import (
+    ImportedModel,
     ImportRequest,
     ModelInfo,
     ModelList,
@@ -30,17 +31,17 @@ async def validate_hf(body: ValidateRequest, tenant: str = Depends(authenticate)
     return result
 
 
-@router.post("/v1/my-models/import-hf", response_model=ModelInfo, status_code=201)
+@router.post("/v1/my-models/import-hf", response_model=ImportedModel, status_code=201)
 async def import_hf(body: ImportRequest, tenant: str = Depends(authenticate),
                     gw: Gateway = Depends(gateway)):
-    return await call(gw.models.import_model.remote(
+    info: ModelInfo = await call(gw.models.import_model.remote(
         tenant, body.validation_id, body.accepted_license, body.execution_mode, body.name))
+    return ImportedModel(**info.model_dump(), model_id=info.id, parel_model_id=info.id)
 
 
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(task: str | None = Query(None), tenant: str = Depends(authenticate),
                       gw: Gateway = Depends(gateway)):
-    imported = await call(gw.models.list.remote(tenant))
     wanted = EDIT_TASKS if task == "image-to-image" else {task}
-    return ModelList(data=[m for m in gw.catalog_models() + imported
+    return ModelList(data=[m for m in await gw.models_for(tenant)
                            if task is None or wanted & set(m.tasks)])

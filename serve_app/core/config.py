@@ -168,6 +168,27 @@ class TracingSettings(_Strict):
     service_name: str = "tessera"
 
 
+class CatalogSettings(_Strict):
+    """Catalog models every tenant can call by name (Hugging Face id or short name)."""
+
+    enabled: list[str] | None = Field(
+        None, description="catalog ids callable by name; None: every catalog model of a "
+        "deployed family (the built-in tiny ones always)")
+    accepted_licenses: list[str] = Field(
+        default_factory=list, description="licence ids (flux-1-dev-non-commercial-license) or "
+        "model ids whose licence the operator accepted for every tenant; a model under a "
+        "licence that needs acceptance is callable by name only when listed here")
+
+
+class CompatSettings(_Strict):
+    """The compatibility dialects (OpenAI, hosted services' APIs)."""
+
+    default_model: str = Field("tessera/tiny-flux", description="routes that name no model")
+    sync_wait_s: float = Field(
+        300.0, gt=0, description="how long a synchronous dialect's request waits for its task "
+        "before answering 504 (the task goes on)")
+
+
 class WebhookSettings(_Strict):
     signing_key: str | None = Field(
         None, description="secret the per-tenant whsec_ secrets derive from (env "
@@ -213,6 +234,8 @@ class TesseraConfig(_Strict):
     database: DatabaseSettings = DatabaseSettings()
     inputs: InputSettings = InputSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    compat: CompatSettings = CompatSettings()
     tracing: TracingSettings = TracingSettings()
     build_tiny_models: bool = True
 

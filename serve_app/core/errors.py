@@ -78,6 +78,13 @@ class LicenseNotAcceptedError(TesseraError):
     code = "license_acceptance_required"
 
 
+class LicenseAcceptanceRequiredError(TesseraError):
+    """A catalog model called by name whose licence the operator has not accepted."""
+
+    status_code = 403
+    code = "license_acceptance_required"
+
+
 class UnsupportedModelError(TesseraError):
     status_code = 400
     code = "model_not_supported"
@@ -107,6 +114,18 @@ class QueueFullError(TesseraError):
 class ServiceUnavailableError(TesseraError):
     status_code = 503
     code = "service_unavailable"
+
+
+class TaskFailedError(TesseraError):
+    """A synchronous dialect's task ended without images."""
+
+    status_code = 500
+    code = "generation_failed"
+
+
+class GatewayTimeoutError(TesseraError):
+    status_code = 504
+    code = "timeout"
 
 
 class StorageUnavailableError(ServiceUnavailableError):
@@ -157,18 +176,23 @@ def _loc_to_param(loc: tuple | list) -> str | None:
     return ".".join(parts) or None
 
 
-def install_error_handlers(app) -> None:
+def native_error(status: int, code: str, message: str, param: str | None) -> dict:
+    """Tessera's one error shape."""
+    return {"error": {"code": code, "message": message, "param": param}}
+
+
+def install_error_handlers(app, shape=native_error) -> None:
+    """Typed errors to responses, in one place; a compatibility dialect passes its own
+    `shape(status, code, message, param)`."""
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    def body(code: str, message: str, param: str | None) -> dict:
-        return {"error": {"code": code, "message": message, "param": param}}
-
     @app.exception_handler(TesseraError)
     async def _tessera(_: Request, exc: TesseraError):
-        return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(shape(exc.status_code, exc.code, exc.message, exc.param),
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
@@ -180,19 +204,21 @@ def install_error_handlers(app) -> None:
             message = f"{param}: {message}"
         if len(errors) > 1:
             message += f" (and {len(errors) - 1} more problem(s))"
-        return JSONResponse(body("invalid_request", message, param), status_code=400)
+        return JSONResponse(shape(400, "invalid_request", message, param), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException):
         codes = {404: "not_found", 405: "method_not_allowed", 401: "invalid_api_key"}
         code = codes.get(exc.status_code, "http_error")
-        return JSONResponse(body(code, str(exc.detail), None), status_code=exc.status_code,
+        return JSONResponse(shape(exc.status_code, code, str(exc.detail), None),
+                            status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception):
         logger.exception("unhandled error")
-        return JSONResponse(body("internal_error", "internal server error", None), status_code=500)
+        return JSONResponse(shape(500, "internal_error", "internal server error", None),
+                            status_code=500)
 
 
 def unwrap_remote_error(exc: BaseException) -> BaseException:

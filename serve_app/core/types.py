@@ -142,6 +142,8 @@ class FamilySpec:
     # checkpoints) shows the first three latent channels, each stretched to its range
     latent_rgb: tuple[tuple[float, float, float], ...] | None = None
     latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # Python modules the family's pipelines need at run time beyond Tessera's own dependencies
+    needs_modules: tuple[str, ...] = ()
     # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained
     build_tiny: Callable[[str], None] | None = None
     tiny_parameters: ParameterSpec | None = None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from deployments.registry import FAMILIES
+
 # Families whose real processor classes need torchvision, which has no CPU build here.
-NEEDS_TORCHVISION = {"qwen-image-edit", "longcat-edit"}
+NEEDS_TORCHVISION = {name for name, spec in FAMILIES.items() if "torchvision" in spec.needs_modules}
 
 
 def torchvision_missing() -> bool:
