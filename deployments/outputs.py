@@ -51,7 +51,7 @@ async def store_outputs(store, request: GenerateRequest, context, images: list,
     with spans("storage.write", [context], {"tessera.objects": len(encoded)}):
         for index, (data, seed) in enumerate(zip(encoded, params.seeds, strict=True)):
             key = output_key(request.tenant, request.task_id, request.created_at, index,
-                             params.output_format)
+                             params.output_format, request.file_prefix)
             await store.put_async(key, data, content_type)
             stored.append(StoredImage(key=key, seed=seed, bytes=len(data),
                                       content_type=content_type))

@@ -44,11 +44,23 @@ def _set(name: str, json_type: str) -> dict:
     return {"required": [name], "properties": {name: {"type": json_type}}}
 
 
-# The size forms as JSON Schema, so generated clients know them: `size` or `width`+`height`,
-# not both; `width` and `height` together. (The model validator enforces the same.)
+# `image_size` presets (Hyperstack's names): (width, height)
+IMAGE_SIZES = {
+    "square_hd": (1024, 1024), "square": (512, 512), "portrait_4_3": (768, 1024),
+    "portrait_16_9": (576, 1024), "landscape_4_3": (1024, 768),
+    "landscape_16_9": (1024, 576),
+}
+
+# The size forms as JSON Schema, so generated clients know them: `size`, `width`+`height` or
+# `image_size`, one of them; `width` and `height` together. (The model validator enforces the
+# same.)
 _SIZE_FORMS = {
-    "not": {"anyOf": [{"allOf": [_set("size", "string"), _set(side, "integer")]}
-                      for side in ("width", "height")]},
+    "not": {"anyOf": [{"allOf": [_set(a, t), {"required": [b],
+                                              "properties": {b: {"not": {"type": "null"}}}}]}
+                      for a, t, b in (("size", "string", "width"), ("size", "string", "height"),
+                                      ("size", "string", "image_size"),
+                                      ("width", "integer", "image_size"),
+                                      ("height", "integer", "image_size"))]},
     "allOf": [{"if": _set(a, "integer"), "then": _set(b, "integer")}
               for a, b in (("width", "height"), ("height", "width"))],
 }
@@ -130,6 +142,11 @@ class ModelList(BaseModel):
 # ---------------------------------------------------------------- images
 
 
+class ImageSize(_Request):
+    width: int = Field(ge=_RAW_MIN_SIDE, le=_RAW_MAX_SIDE)
+    height: int = Field(ge=_RAW_MIN_SIDE, le=_RAW_MAX_SIDE)
+
+
 class _ImageRequest(_Request):
     """Fields shared by generations and edits."""
 
@@ -146,6 +163,9 @@ class _ImageRequest(_Request):
     num_inference_steps: int | None = Field(None, ge=1, le=API_MAX_STEPS)
     guidance_scale: float | None = Field(None, ge=0, le=API_MAX_GUIDANCE)
     seed: int | None = Field(None, ge=-1, le=MAX_SEED, description="null or -1: random")
+    image_size: Literal[tuple(IMAGE_SIZES)] | ImageSize | None = Field(  # type: ignore[valid-type]
+        None, description="a preset, or {width, height}: another way to give the size")
+    num_images: int | None = Field(None, ge=1, le=4, description="the same as n")
     output_format: Literal["png", "jpeg", "webp"] = "png"
     response_format: Literal["url", "b64_json"] = "url"
     cancel_after: float | str | None = Field(
@@ -188,11 +208,25 @@ class _ImageRequest(_Request):
 
     @model_validator(mode="after")
     def _size_forms(self):
-        if self.size is not None and (self.width is not None or self.height is not None):
-            raise ValueError("give either size or width and height, not both")
+        forms = [self.size is not None, self.width is not None or self.height is not None,
+                 self.image_size is not None]
+        if sum(forms) > 1:
+            raise ValueError("give one of size, width and height, or image_size")
         if (self.width is None) != (self.height is None):
             raise ValueError("width and height go together")
+        if self.num_images is not None and "n" in self.model_fields_set and (
+                self.num_images != self.n):
+            raise ValueError("n and num_images differ")
         return self
+
+    @property
+    def count(self) -> int:
+        """Images asked for: `n`, or `num_images`."""
+        return self.num_images or self.n
+
+    @property
+    def custom_size(self) -> bool:
+        return any(v is not None for v in (self.size, self.width, self.image_size))
 
     def requested_size(self, default: tuple[int, int]) -> tuple[int, int]:
         if self.size is not None:
@@ -200,6 +234,10 @@ class _ImageRequest(_Request):
             return int(w), int(h)
         if self.width is not None:
             return self.width, self.height
+        if isinstance(self.image_size, ImageSize):
+            return self.image_size.width, self.image_size.height
+        if self.image_size is not None:
+            return IMAGE_SIZES[self.image_size]
         return default
 
     def to_generate_params(self, spec: ParameterSpec, task: str = "text-to-image",
@@ -209,7 +247,7 @@ class _ImageRequest(_Request):
         """Apply the model's defaults and bounds (`rules`): the pipeline parameters, and what
         was adjusted on the way."""
         warnings: list[str] = []
-        if input_size is not None and self.size is None and self.width is None:
+        if input_size is not None and not self.custom_size:
             width, height = fit_size(*scale_into(*input_size, spec, warnings), spec, warnings)
         else:
             width, height = fit_size(*self.requested_size((spec.width, spec.height)), spec,
@@ -219,7 +257,7 @@ class _ImageRequest(_Request):
             negative_prompt=resolve_negative(self.negative_prompt, spec), width=width,
             height=height, num_inference_steps=resolve_steps(self.num_inference_steps, spec),
             guidance_scale=resolve_guidance(self.guidance_scale, spec, warnings),
-            seeds=seeds_for(self.seed, self.n), output_format=self.output_format,
+            seeds=seeds_for(self.seed, self.count), output_format=self.output_format,
             strength=self.task_strength(task, spec), image_keys=image_keys or [],
             mask_key=mask_key)
         return params, warnings
@@ -254,16 +292,27 @@ ImageInput = str | ImageRef
 ImageList = Annotated[list[ImageInput], Field(json_schema_extra={"minItems": 1, "maxItems": 4})]
 
 
+def _present(name: str) -> dict:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
 class EditRequest(_ImageRequest):
-    image: ImageInput | ImageList = Field(
-        description="base64 (plain or data URI), an http(s) URL, an upload_id, or an object "
-                    "with one of image_url / upload_id / b64_json; a list for models that take "
-                    "several reference images")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        **_SIZE_FORMS, "oneOf": [_present("image"), _present("image_url")]})
+
+    image: ImageInput | ImageList | None = Field(
+        None, description="base64 (plain or data URI), an http(s) URL, an upload_id, or an "
+        "object with one of image_url / upload_id / b64_json; a list for models that take "
+        "several reference images")
+    image_url: str | None = Field(None, max_length=4096,
+                                  description="the input image's URL: the same as image")
     mask_image: ImageInput | None = Field(None, description="white is repainted, black kept")
     strength: float | None = Field(None, ge=0.0, le=1.0)
 
     @property
     def images(self) -> list[ImageInput]:
+        if self.image is None:
+            return [ImageRef(image_url=self.image_url)]
         return self.image if isinstance(self.image, list) else [self.image]
 
     @field_validator("image")
@@ -272,6 +321,12 @@ class EditRequest(_ImageRequest):
         if isinstance(v, list) and not 1 <= len(v) <= 4:
             raise ValueError("give between 1 and 4 images")
         return v
+
+    @model_validator(mode="after")
+    def _one_image_field(self):
+        if (self.image is None) == (self.image_url is None):
+            raise ValueError("give the input image as image or as image_url")
+        return self
 
     def task_strength(self, task: str, spec: ParameterSpec) -> float | None:
         if task in ("image-to-image", "inpaint"):
@@ -309,6 +364,7 @@ class UploadInfo(BaseModel):
 
 class TaskCreated(BaseModel):
     task_id: str
+    job_id: str = Field(description="the same as task_id (Hyperstack's name)")
     object: Literal["task"] = "task"
     status: str
     model: str
@@ -327,12 +383,14 @@ class ImageData(BaseModel):
 class Usage(BaseModel):
     images: int
     output_tokens: int
+    total_tokens: int = Field(0, description="output_tokens: images bill by output alone")
     cost: float
     currency: str = "USD"
     runtime_ms: float | None = None
 
 
 class TaskResult(BaseModel):
+    created: str | None = Field(None, description="when the images were made, ISO 8601 UTC")
     data: list[ImageData]
     usage: Usage
     width: int
@@ -380,6 +438,7 @@ class TaskView(BaseModel):
     result: TaskResult | None = None
     error: TaskError | None = None
     cancel_at: float | None = Field(None, description="the deadline cancel_after set")
+    metadata: dict[str, str] = {}
     webhook: WebhookState | None = None
 
 

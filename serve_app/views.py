@@ -7,6 +7,7 @@ request URL, or the one the task was submitted through, for webhooks).
 from __future__ import annotations
 
 import base64
+import datetime
 
 from serve_app.core.storage import OutputStore
 from serve_app.protocol import TaskResult, TaskView
@@ -14,7 +15,7 @@ from serve_app.tasks.state import Task
 
 VIEW_FIELDS = {"id", "status", "model", "family", "created_at", "updated_at", "started_at",
                "completed_at", "queue_position", "progress", "attempts", "history", "request",
-               "warnings", "error", "cancel_at"}
+               "warnings", "error", "cancel_at", "metadata"}
 
 
 async def render_task(task: Task, store: OutputStore, base_url: str, url_ttl_s: int,
@@ -30,6 +31,10 @@ async def render_task(task: Task, store: OutputStore, base_url: str, url_ttl_s: 
             if want_b64:
                 item["b64_json"] = base64.b64encode(await store.get_async(image.key)).decode()
             data.append(item)
-        view.result = TaskResult(data=data, usage=out.usage, width=out.width, height=out.height,
+        created = datetime.datetime.fromtimestamp(task.completed_at or task.updated_at,
+                                                  datetime.timezone.utc)
+        usage = out.usage.model_copy(update={"total_tokens": out.usage.output_tokens})
+        view.result = TaskResult(created=created.strftime("%Y-%m-%dT%H:%M:%S"), data=data,
+                                 usage=usage, width=out.width, height=out.height,
                                  timings_ms=out.timings_ms)
     return view

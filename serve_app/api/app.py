@@ -15,7 +15,7 @@ from ray import serve
 
 from serve_app.api import files, images, models, tasks, uploads, webhooks
 from serve_app.api.deps import gateway
-from serve_app.api.dialects import openai
+from serve_app.api.dialects import deepinfra, hyperstack, imagepipeline, openai
 from serve_app.api.gateway import Gateway
 from serve_app.auth import ApiKeys
 from serve_app.core import telemetry
@@ -29,7 +29,8 @@ from serve_app.tasks.actor import task_manager
 app = FastAPI(title="Tessera", version="0.1.0",
               description="Self-hosted image generation: import a model, submit, poll, download.")
 install_error_handlers(app)
-for resource in (models, images, tasks, files, uploads, webhooks):
+for resource in (models, images, tasks, files, uploads, webhooks, hyperstack, deepinfra,
+                 imagepipeline):
     app.include_router(resource.router)
 # each compatibility dialect is its own app, with its own error shape
 app.mount("/openai", openai.app)

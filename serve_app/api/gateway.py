@@ -11,7 +11,7 @@ import hashlib
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
@@ -41,7 +41,7 @@ from serve_app.core.errors import (
     WebhookURLError,
     unwrap_remote_error,
 )
-from serve_app.core.keys import input_key
+from serve_app.core.keys import input_key, output_key
 from serve_app.core.storage import OutputStore
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import GenerateParams
@@ -95,6 +95,8 @@ class TaskOptions:
     webhook_events: tuple[str, ...] = ("completed",)
     idempotency_key: str | None = None
     body_hash: str | None = None
+    file_prefix: str = ""  # output file names start with it
+    metadata: dict[str, str] = field(default_factory=dict)  # the client's labels (batch_id)
 
 
 async def call(ref, timeout_s: float = ACTOR_WAIT_S) -> Any:
@@ -170,8 +172,9 @@ class Gateway:
 
     # ------------------------------------------------------------ the submit path
 
-    async def submit_generation(self, tenant: str, body: GenerationRequest,
-                                request) -> TaskCreated:
+    async def submit_generation(self, tenant: str, body: GenerationRequest, request,
+                                file_prefix: str = "", metadata: dict | None = None,
+                                ) -> TaskCreated:
         """Every dialect's text-to-image request, once it is a `GenerationRequest`."""
         model, source = await self.imported_model(tenant, body.model)
         if "text-to-image" not in model.tasks:
@@ -179,8 +182,9 @@ class Gateway:
                                        param="model")
         params, warnings = body.to_generate_params(model.parameters)
         options = await self.options(body, request)
+        options.file_prefix, options.metadata = file_prefix, metadata or {}
         task_id, now = self.created_now()
-        return await self.submit(tenant, model, source, task_id, now, params, body.n,
+        return await self.submit(tenant, model, source, task_id, now, params, body.count,
                                  body.response_format, warnings, options,
                                  str(request.base_url))
 
@@ -202,7 +206,7 @@ class Gateway:
         keys, mask_key = await self.store_inputs(tenant, task_id, images, mask,
                                                  (params.width, params.height), warnings)
         params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key})
-        return await self.submit(tenant, model, source, task_id, now, params, body.n,
+        return await self.submit(tenant, model, source, task_id, now, params, body.count,
                                  body.response_format, warnings, options,
                                  str(request.base_url))
 
@@ -269,10 +273,12 @@ class Gateway:
                                if options.cancel_after_s else None),
                     preview=options.preview, webhook=options.webhook,
                     webhook_events=list(options.webhook_events),
-                    idempotency_key=options.idempotency_key, base_url=base_url)
+                    idempotency_key=options.idempotency_key, base_url=base_url,
+                    file_prefix=options.file_prefix, metadata=options.metadata)
         # an idempotent replay answers the original task
         queued: Task = await call(self.tasks.submit.remote(task, options.body_hash))
-        return TaskCreated(task_id=queued.id, status=queued.status, model=queued.model,
+        return TaskCreated(task_id=queued.id, job_id=queued.id, status=queued.status,
+                           model=queued.model,
                            created_at=queued.created_at, queue_position=queued.queue_position,
                            warnings=queued.warnings)
 
@@ -281,7 +287,11 @@ class Gateway:
     async def load_image(self, tenant: str, ref, param: str, mode: str = "RGB"):
         limits = self.config.inputs
         kind, value = image_source(ref)
-        if kind == "url":
+        own = self.store.own_key(value) if kind == "url" else None
+        if own is not None and own.startswith(f"{tenant}/"):
+            # one of our own output links (an image just generated): read from the store
+            data = await self.store.get_async(own)
+        elif kind == "url":
             data = await fetch_url(value, param=param, max_bytes=limits.max_image_bytes,
                                    timeout_s=limits.url_timeout_s,
                                    allow_private=limits.allow_private_urls)
@@ -368,6 +378,16 @@ class Gateway:
     async def task_view(self, task: Task, base_url: str, with_b64: bool = True) -> TaskView:
         return await render_task(task, self.store, base_url, self.config.storage.url_ttl_s,
                                  with_b64)
+
+    def future_urls(self, tenant: str, view: TaskView, file_prefix: str,
+                    base_url: str) -> list[str]:
+        """The links a task's images will have once it completes (the store signs a key
+        before its object exists)."""
+        req = view.request
+        return [self.store.url(output_key(tenant, view.id, view.created_at, i,
+                                          req["output_format"], file_prefix),
+                               base_url, self.config.storage.url_ttl_s)
+                for i in range(len(req["seeds"]))]
 
     def created_now(self) -> tuple[str, float]:
         return new_id("task"), time.time()

@@ -40,9 +40,10 @@ def check_key(key: str) -> str:
     return key
 
 
-def output_key(tenant: str, task_id: str, created_at: float, index: int, fmt: str) -> str:
+def output_key(tenant: str, task_id: str, created_at: float, index: int, fmt: str,
+               prefix: str = "") -> str:
     day = time.strftime("%Y/%m/%d", time.gmtime(created_at or time.time()))
-    return f"{tenant}/{day}/{task_id}/{index}.{FORMATS[fmt][1]}"
+    return f"{tenant}/{day}/{task_id}/{prefix}{index}.{FORMATS[fmt][1]}"
 
 
 def input_key(tenant: str, task_id: str, name: str) -> str:

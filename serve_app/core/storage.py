@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from serve_app.core.errors import (
     InvalidSignatureError,
@@ -62,6 +62,11 @@ class OutputStore(ABC):
     def ensure_ready(self, retention_days: float | None) -> str:
         """Create what the store needs at start; say how retention is enforced."""
         return "sweeper"
+
+    def own_key(self, url: str) -> str | None:
+        """The key of one of this store's own download links (a still-valid one), else None:
+        such an input is read from the store, not fetched over HTTP."""
+        return None
 
     async def put_async(self, key: str, data: bytes, content_type: str) -> None:
         """Write with retries and backoff; give up with `storage_unavailable`."""
@@ -160,6 +165,19 @@ class LocalDiskStore(OutputStore):
 
     def upload_url(self, key: str, base_url: str, ttl_s: int) -> str:
         return self._signed("PUT", key, base_url, ttl_s)
+
+    def own_key(self, url: str) -> str | None:
+        parts = urlsplit(url)
+        head, found, quoted = parts.path.partition("/v1/files/")
+        query = parse_qs(parts.query)
+        if not found or not {"expires", "signature"} <= set(query):
+            return None
+        key = unquote(quoted)
+        try:
+            self.verify("GET", key, int(query["expires"][0]), query["signature"][0])
+        except (InvalidSignatureError, ValueError):
+            return None
+        return key
 
     def verify(self, method: str, key: str, expires: int, signature: str) -> None:
         if expires < time.time():
@@ -290,6 +308,15 @@ class S3Store(OutputStore):
             return f"{self.public_base_url.rstrip('/')}/{quote(key)}"
         return self.client.presigned_get_object(self.bucket, key,
                                                 expires=timedelta(seconds=ttl_s))
+
+    def own_key(self, url: str) -> str | None:
+        if self.public_base_url and url.startswith(self.public_base_url.rstrip("/") + "/"):
+            return unquote(urlsplit(url[len(self.public_base_url.rstrip("/")):]).path[1:])
+        parts = urlsplit(url)
+        prefix = f"/{self.bucket}/"
+        if parts.netloc == self.client._base_url.host and parts.path.startswith(prefix):
+            return unquote(parts.path[len(prefix):])
+        return None
 
     def upload_url(self, key: str, base_url: str, ttl_s: int) -> str:
         return self.client.presigned_put_object(self.bucket, check_key(key),

@@ -75,6 +75,7 @@ class GenerateRequest(BaseModel):
     params: GenerateParams
     trace_context: dict[str, str] = {}  # W3C carrier: the task's trace continues in the server
     preview: bool = False  # stream preview images with the steps
+    file_prefix: str = ""  # output file names start with it
 
 
 class Started(BaseModel):

@@ -95,7 +95,8 @@ class FamilyDispatcher:
         attempt = task.attempts
         request = GenerateRequest(task_id=task.id, tenant=task.tenant, model=task.model,
                                   created_at=task.created_at, params=task.params,
-                                  trace_context=inject(), preview=task.preview)
+                                  trace_context=inject(), preview=task.preview,
+                                  file_prefix=task.file_prefix)
         handle = self.handle.options(multiplexed_model_id=task.source, stream=True)
         stream = handle.generate.remote(request)
         started = asyncio.Event()

@@ -53,6 +53,8 @@ class Task(BaseModel):
     webhook_events: list[str] = []
     idempotency_key: str | None = None
     base_url: str = ""  # what the client called, for the links in its webhooks
+    file_prefix: str = ""  # output file names start with it
+    metadata: dict[str, str] = {}  # the client's own labels (imagepipeline's batch_id)
     price_per_image: float = 0.0
     currency: str = "USD"
     request: dict[str, Any] = {}  # the effective parameters, as the task view shows them

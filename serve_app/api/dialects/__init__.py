@@ -16,3 +16,26 @@ def native_request(cls: type[BaseModel], data: dict) -> BaseModel:
         message = first.get("msg", "invalid request")
         raise InvalidRequestError(f"{param}: {message}" if param else message,
                                   param=param) from None
+
+
+async def request_fields(request) -> dict:
+    """A body's fields, JSON or form-encoded (`curl -F name=value`)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        fields = {}
+        for key, value in form.multi_items():
+            if not isinstance(value, str):  # a file field: its bytes as a data URI
+                import base64
+
+                data = base64.b64encode(await value.read()).decode()
+                value = f"data:{value.content_type or 'application/octet-stream'};base64,{data}"
+            fields[key] = value
+        return fields
+    try:
+        fields = await request.json()
+    except ValueError:
+        raise InvalidRequestError("the body must be a JSON object or form fields") from None
+    if not isinstance(fields, dict):
+        raise InvalidRequestError("the body must be a JSON object or form fields")
+    return fields

@@ -1,0 +1,36 @@
+"""Hyperstack AI Studio: the routes its client calls that Tessera's native API does not have.
+
+Its generations and edits go to the native `/v1/images/...` routes unchanged; here are its task
+path (`/v1/images/tasks/{job_id}`) and its model list (`/v1/base_models`), which names models by
+the short names every tenant can call.
+"""
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from serve_app.api.deps import authenticate, gateway
+from serve_app.api.gateway import Gateway
+from serve_app.protocol import TaskView
+from serve_app.protocol_hyperstack import BaseModelName, BaseModelsAnswer
+
+router = APIRouter()
+
+MODALITY_TASKS = {"text-to-image": {"text-to-image"},
+                  "image-to-image": {"image-to-image", "inpaint", "edit"}}
+
+
+@router.get("/v1/images/tasks/{job_id}", response_model=TaskView)
+async def image_task(job_id: str, request: Request, tenant: str = Depends(authenticate),
+                     gw: Gateway = Depends(gateway)):
+    return await gw.read_task(job_id, tenant, str(request.base_url))
+
+
+@router.get("/v1/base_models", response_model=BaseModelsAnswer)
+async def base_models(inference: bool = Query(True),
+                      modalities: Literal["text-to-image", "image-to-image"] | None = Query(None),
+                      gw: Gateway = Depends(gateway), tenant: str = Depends(authenticate)):
+    wanted = MODALITY_TASKS.get(modalities, set().union(*MODALITY_TASKS.values()))
+    names = [m.hf_model_id.rsplit("/", 1)[-1] for m in gw.catalog_models()
+             if (m.available or not inference) and wanted & set(m.tasks)]
+    return BaseModelsAnswer(models=[BaseModelName(model_name=n) for n in dict.fromkeys(names)])

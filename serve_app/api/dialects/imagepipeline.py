@@ -1,0 +1,50 @@
+"""imagepipeline.io's generate v3: `POST /generate/v3` (key in `API-Key`) and
+`GET /generate/v3/status/{id}`.
+
+Asynchronous like the original: the answer is PENDING with the task id (SUCCESS at once only
+with `Prefer: wait`); with `queued_image_urls` it already holds the links the images will have.
+Routes that name no model use `compat.default_model`. `file_prefix` starts the output file names;
+`batch_id` comes back in every answer.
+"""
+
+from fastapi import APIRouter, Depends, Request
+
+from serve_app.api.deps import authenticate, gateway
+from serve_app.api.dialects import native_request
+from serve_app.api.gateway import Gateway, preferred_wait
+from serve_app.protocol import GenerationRequest, TaskView
+from serve_app.protocol_imagepipeline import ImagePipelineAnswer, ImagePipelineRequest
+
+router = APIRouter()
+
+
+@router.post("/generate/v3", response_model=ImagePipelineAnswer)
+async def generate(body: ImagePipelineRequest, request: Request,
+                   tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
+    native = native_request(GenerationRequest, body.to_native(gw.config.compat.default_model))
+    metadata = {"batch_id": body.batch_id} if body.batch_id else {}
+    created = await gw.submit_generation(tenant, native, request,
+                                         file_prefix=body.file_prefix or "", metadata=metadata)
+    view = await gw.read_task(created.task_id, tenant, str(request.base_url),
+                              preferred_wait(request.headers.get("prefer")) or 0)
+    queued_urls = (gw.future_urls(tenant, view, body.file_prefix or "", str(request.base_url))
+                   if body.queued_image_urls else [])
+    return answer(view, queued_urls)
+
+
+@router.get("/generate/v3/status/{task_id}", response_model=ImagePipelineAnswer)
+async def status(task_id: str, request: Request, tenant: str = Depends(authenticate),
+                 gw: Gateway = Depends(gateway)):
+    return answer(await gw.read_task(task_id, tenant, str(request.base_url)))
+
+
+def answer(view: TaskView, queued_urls: list[str] | None = None) -> ImagePipelineAnswer:
+    batch_id = view.metadata.get("batch_id")
+    if view.status == "completed":
+        return ImagePipelineAnswer(status="SUCCESS", id=view.id, batch_id=batch_id,
+                                   download_urls=[d.url for d in view.result.data])
+    if view.status in ("queued", "in_progress"):
+        return ImagePipelineAnswer(status="PENDING", id=view.id, batch_id=batch_id,
+                                   download_urls=queued_urls or [])
+    return ImagePipelineAnswer(status="FAILURE", id=view.id, batch_id=batch_id,
+                               error=view.error.message if view.error else view.status)
