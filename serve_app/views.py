@@ -33,6 +33,7 @@ async def render_task(task: Task, store: OutputStore, base_url: str, url_ttl_s: 
             data.append(item)
         created = datetime.datetime.fromtimestamp(task.completed_at or task.updated_at,
                                                   datetime.timezone.utc)
+        # tasks stored before total_tokens existed
         usage = out.usage.model_copy(update={"total_tokens": out.usage.output_tokens})
         view.result = TaskResult(created=created.strftime("%Y-%m-%dT%H:%M:%S"), data=data,
                                  usage=usage, width=out.width, height=out.height,

@@ -110,6 +110,7 @@ class Task(BaseModel):
             images=n,
             # 16x16-pixel patches, the unit hosted image APIs bill output by
             output_tokens=(output.width // 16) * (output.height // 16) * n,
+            total_tokens=(output.width // 16) * (output.height // 16) * n,
             cost=round(self.price_per_image * n, 6), currency=self.currency,
             runtime_ms=round((now - (self.started_at or now)) * 1000, 2))
         self.transition(COMPLETED, now, result=TaskOutput(

@@ -18,7 +18,7 @@ def test_each_step_is_reported_and_the_bytes_stay(family, tmp_path):
     plain = [encode_image(im, "png") for im in r.run(pipe, [job])]
     steps: list[tuple[int, int]] = []
     reported = [encode_image(im, "png")
-                for im in r.run(pipe, [job], on_step=lambda s, t: steps.append((s, t)))]
+                for im in r.run(pipe, [job], on_step=lambda _pipe, s, t, _latents: steps.append((s, t)))]
     assert steps == [(i, 5) for i in range(1, 6)]
     assert reported == plain  # watching the steps changes nothing
 
@@ -32,5 +32,5 @@ def test_image_to_image_counts_the_steps_it_really_runs(tmp_path):
                      num_inference_steps=8, image_keys=["in"]), None,
               [Image.new("RGB", (64, 64), (200, 30, 30))])
     steps: list[tuple[int, int]] = []
-    r.run(pipe, [job], on_step=lambda s, t: steps.append((s, t)))
+    r.run(pipe, [job], on_step=lambda _pipe, s, t, _latents: steps.append((s, t)))
     assert steps == [(i, 4) for i in range(1, 5)]  # strength 0.5 of 8 steps

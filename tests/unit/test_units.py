@@ -219,8 +219,9 @@ def test_task_lifecycle_is_timestamped():
     assert t.status == "completed" and t.started_at == 101.0 and t.completed_at == 103.0
     assert [(h["status"], h["at"]) for h in t.history] == [
         ("queued", 100.0), ("in_progress", 101.0), ("completed", 103.0)]
-    assert t.result.usage.model_dump() == {"images": 2, "output_tokens": 2 * 4 * 2, "cost": 1.0,
-                                 "currency": "USD", "runtime_ms": 2000.0}
+    assert t.result.usage.model_dump() == {"images": 2, "output_tokens": 2 * 4 * 2,
+                                           "total_tokens": 2 * 4 * 2, "cost": 1.0,
+                                           "currency": "USD", "runtime_ms": 2000.0}
 
 
 @pytest.mark.parametrize("path", [
