@@ -7,9 +7,12 @@ Errors are typed and rendered by `core.errors` in one place.
 """
 
 import asyncio
+from pathlib import Path
 
 import ray
 from fastapi import Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from opentelemetry.trace import SpanKind
 from ray import serve
 
@@ -26,6 +29,8 @@ from serve_app.core.telemetry import extract, setup_logging, setup_tracing, trac
 from serve_app.models import model_registry
 from serve_app.tasks.actor import task_manager
 
+PLAYGROUND = Path(__file__).resolve().parents[1] / "playground"
+
 app = FastAPI(title="Tessera", version="0.1.0",
               description="Self-hosted image generation: import a model, submit, poll, download.")
 install_error_handlers(app)
@@ -34,6 +39,13 @@ for resource in (models, images, tasks, files, uploads, webhooks, hyperstack, de
     app.include_router(resource.router)
 # each compatibility dialect is its own app, with its own error shape
 app.mount("/openai", openai.app)
+# the playground: static files shipped in the package; it talks to the public API only
+app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
+
+
+@app.get("/", include_in_schema=False)
+async def to_playground(request: Request):
+    return RedirectResponse(f"{request.base_url}playground/")
 
 
 @app.middleware("http")

@@ -17,8 +17,10 @@ def test_each_step_is_reported_and_the_bytes_stay(family, tmp_path):
     job = Job(params(0, "a red fox", [3], num_inference_steps=5))
     plain = [encode_image(im, "png") for im in r.run(pipe, [job])]
     steps: list[tuple[int, int]] = []
-    reported = [encode_image(im, "png")
-                for im in r.run(pipe, [job], on_step=lambda _pipe, s, t, _latents: steps.append((s, t)))]
+    def on_step(_pipe, step, total, _latents):
+        steps.append((step, total))
+
+    reported = [encode_image(im, "png") for im in r.run(pipe, [job], on_step=on_step)]
     assert steps == [(i, 5) for i in range(1, 6)]
     assert reported == plain  # watching the steps changes nothing
 
