@@ -1,7 +1,8 @@
 """Making a loaded pipeline fast on its device, per the family's `OptimizationSettings`.
 
 Applied once after a model loads, in this order, because each step sees what the previous made:
-fp8 quantization replaces the denoiser's linear weights (torchao), the attention backend is chosen
+the attention projections are fused (one matrix product for q, k and v), fp8 quantization
+replaces the denoiser's linear weights (torchao), the attention backend is chosen
 through diffusers' dispatcher, and the denoiser's repeated blocks are compiled last, so the
 compiled graphs hold the quantized matmuls and the chosen attention. Regional compilation
 compiles one transformer block and reuses it for every instance, so a cold start costs seconds,
@@ -55,6 +56,9 @@ def optimize_pipeline(pipe, opts: OptimizationSettings, device: str) -> dict[str
     applied: dict[str, Any] = {}
     if model is None:
         return applied
+    if opts.fuse_qkv and hasattr(model, "fuse_qkv_projections"):
+        model.fuse_qkv_projections()  # before fp8: the fused product is what gets quantized
+        applied["fuse_qkv"] = True
     if opts.quantization == "fp8":
         if device == "cuda":
             quantize_fp8(model)

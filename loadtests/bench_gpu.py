@@ -57,6 +57,8 @@ VARIANTS = {"eager": {"compile": False}, "compile": {"compile": True},
             "fp8-compile": {"compile": True, "quantization": "fp8"},
             "fp8": {"compile": False, "quantization": "fp8"},
             "cudnn-compile": {"compile": True, "attention_backend": "_native_cudnn"},
+            "fused-compile": {"compile": True, "fuse_qkv": True},
+            "fp8-fused-compile": {"compile": True, "quantization": "fp8", "fuse_qkv": True},
             "fp8-cudnn-compile": {"compile": True, "quantization": "fp8",
                                   "attention_backend": "_native_cudnn"}}
 

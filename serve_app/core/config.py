@@ -59,6 +59,9 @@ class OptimizationSettings(_Strict):
     compile: bool | None = Field(
         None, description="torch.compile the denoiser's repeated blocks (regional compilation: "
         "diffusers' compile_repeated_blocks), so a cold start compiles one block, not the model")
+    fuse_qkv: bool = Field(
+        False, description="fuse each attention's query, key and value projections into one "
+        "matrix product (diffusers' fuse_qkv_projections), where the model supports it")
     quantization: Literal["fp8"] | None = Field(
         None, description="fp8: dynamic float8 quantization of the denoiser's linear layers "
         "through torchao (Hopper or newer); None: the device dtype")

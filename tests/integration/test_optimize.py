@@ -55,6 +55,16 @@ def test_regional_compile_and_warm_up_give_the_eager_images(eager):
     assert np.abs(compiled - pixels(eager_calls.run(eager_pipe, [job(3)]))).mean() > 5
 
 
+def test_fused_qkv_projections_give_the_same_image(eager, tmp_path):
+    data, eager_pipe, eager_calls = eager
+    opts = OptimizationSettings(fuse_qkv=True).resolved("cpu")
+    pipe = load_pipeline(SOURCE, data, "cpu", torch.float32, False, opts)
+    assert pipe.transformer.transformer_blocks[0].attn.fused_projections
+    fused = pixels(PipelineCalls(FAMILIES["flux"], 4, "cpu", False, opts).run(pipe, [job(8)]))
+    reference = pixels(eager_calls.run(eager_pipe, [job(8)]))
+    assert np.abs(fused - reference).mean() < 1.0  # one product instead of three: same image
+
+
 def test_vae_tiles_from_the_configured_size(eager):
     _, pipe, _ = eager
     calls = PipelineCalls(FAMILIES["flux"], 4, "cpu", False,
