@@ -38,6 +38,7 @@ class _Write:
     row: dict
     future: asyncio.Future
     durable: bool
+    deliveries: list[dict]  # webhook deliveries this change makes, committed with it
 
 
 class Journal:
@@ -50,10 +51,13 @@ class Journal:
         self.commits = 0
         self.worker = asyncio.create_task(self._run())
 
-    def save(self, task: Task, durable: bool = False) -> asyncio.Future:
-        """Queue the task's current state for commit; the future resolves once committed."""
+    def save(self, task: Task, durable: bool = False,
+             deliveries: list[dict] | None = None) -> asyncio.Future:
+        """Queue the task's current state (and the webhook deliveries it makes, in the same
+        transaction) for commit; the future resolves once committed."""
         future = asyncio.get_running_loop().create_future()
-        self._queue.append(_Write(task.id, task_rows.row(task), future, durable))
+        self._queue.append(_Write(task.id, task_rows.row(task), future, durable,
+                                  deliveries or []))
         self._latest[task.id] = future
         self._wake.set()
         return future
@@ -83,8 +87,10 @@ class Journal:
                 continue
             batch, self._queue = self._queue, []
             rows = {w.task_id: w.row for w in batch}  # the newest state of each task wins
+            deliveries = [d for w in batch for d in w.deliveries]  # every one counts
             try:
-                await asyncio.to_thread(task_rows.upsert, self.engine, list(rows.values()))
+                await asyncio.to_thread(task_rows.upsert, self.engine, list(rows.values()),
+                                        deliveries)
             except Exception as exc:
                 logger.warning("commit of %d task writes failed: %s", len(batch), exc)
                 for w in batch:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
-from serve_app.db.schema import tasks
+from serve_app.db.schema import tasks, webhook_deliveries
 from serve_app.tasks.state import IN_PROGRESS, QUEUED, Task
 
 
@@ -28,13 +28,16 @@ def _insert(engine: Engine):
     return insert(tasks)
 
 
-def upsert(engine: Engine, rows: list[dict]) -> None:
-    """One transaction: insert new tasks, replace the state of known ones."""
+def upsert(engine: Engine, rows: list[dict], deliveries: list[dict] | None = None) -> None:
+    """One transaction: insert new tasks, replace the state of known ones, and add the webhook
+    deliveries those changes make (so a task's end and its webhook are stored together)."""
     stmt = _insert(engine)
     stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
         c: stmt.excluded[c] for c in ("status", "updated_at", "completed_at", "record")})
     with engine.begin() as conn:
         conn.execute(stmt, rows)
+        if deliveries:
+            conn.execute(webhook_deliveries.insert(), deliveries)
 
 
 def load(engine: Engine, task_id: str) -> tuple[Task, bool] | None:

@@ -16,12 +16,10 @@ from serve_app.db.schema import webhook_deliveries as deliveries
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
 
 
-def add(engine: Engine, delivery_id: str, task_id: str, tenant: str, url: str, event: str,
-        now: float) -> None:
-    with engine.begin() as conn:
-        conn.execute(deliveries.insert().values(
-            id=delivery_id, task_id=task_id, tenant=tenant, url=url, event=event,
-            status=PENDING, attempts=0, next_attempt_at=now, last_error=None, created_at=now))
+def new(delivery_id: str, task_id: str, tenant: str, url: str, event: str, now: float) -> dict:
+    """A delivery row, due now (the journal inserts it with the task's change)."""
+    return dict(id=delivery_id, task_id=task_id, tenant=tenant, url=url, event=event,
+                status=PENDING, attempts=0, next_attempt_at=now, last_error=None, created_at=now)
 
 
 def due(engine: Engine, now: float, limit: int = 50) -> list[dict]:

@@ -85,8 +85,9 @@ class TaskManager:
         self.ledger = Ledger(Journal(engine), cfg.database.read_wait_s, cfg.limits.keep_finished_s)
         self.ledger.stop_dispatch = self._stop_dispatch
         self.outbox = WebhookOutbox(engine, self._store, cfg, self.ledger.tasks)
-        self.ledger.on_start = lambda task: self.outbox.notify(task, START)
-        self.ledger.on_end = lambda task: self.outbox.notify(task, COMPLETED)
+        self.ledger.on_start = lambda task: self.outbox.deliveries(task, START)
+        self.ledger.on_end = lambda task: self.outbox.deliveries(task, COMPLETED)
+        self.ledger.on_stored = self.outbox.wake
         self.ledger.retention_days = cfg.storage.retention_days
         families = cfg.enabled_families()
         for name in families:

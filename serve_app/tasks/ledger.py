@@ -86,16 +86,15 @@ class Ledger:
 
     def start(self, task: Task) -> None:
         task.transition(IN_PROGRESS)
-        self.journal.save(task)
+        self._save(task, self.on_start(task))
         self._touch(task.id)
-        self.on_start(task)
         tags = {"family": task.family}
         m().tasks.inc(1, tags={"status": IN_PROGRESS, **tags})
         m().queue_wait.observe(task.started_at - task.created_at, tags=tags)
 
     def complete(self, task: Task, output: GenerateResult) -> None:
         task.complete(output)
-        self.journal.save(task)
+        self._save(task, self.on_end(task))
         self._ended(task)
         tags = {"family": task.family}
         m().tasks.inc(1, tags={"status": COMPLETED, **tags})
@@ -105,7 +104,7 @@ class Ledger:
     def fail(self, task: Task, code: str, message: str) -> None:
         if not task.done:
             task.fail(code, message)
-            self.journal.save(task)
+            self._save(task, self.on_end(task))
             self._ended(task)
             self.queues[task.family].remove(task.tenant, task.id)
             m().tasks.inc(1, tags={"status": FAILED, "family": task.family})
@@ -119,7 +118,7 @@ class Ledger:
                 f"task {task.id} is {task.status}: only a queued or running task can be "
                 "canceled", param="task_id")
         task.cancel(code, message)
-        self.journal.save(task)
+        self._save(task, self.on_end(task))
         self.queues[task.family].remove(task.tenant, task.id)
         self._ended(task)
         self.stop_dispatch(task)
@@ -138,13 +137,22 @@ class Ledger:
         if timer is not None:
             timer.cancel()
         self._touch(task.id)
-        self.on_end(task)
 
-    def on_start(self, task: Task) -> None:
-        """A task started running (the webhook outbox listens here)."""
+    def _save(self, task: Task, deliveries: list[dict]) -> None:
+        future = self.journal.save(task, deliveries=deliveries)
+        if deliveries:  # the outbox sends them once they are stored
+            future.add_done_callback(lambda _: self.on_stored())
 
-    def on_end(self, task: Task) -> None:
-        """A task reached a terminal status (the webhook outbox listens here)."""
+    # The webhook outbox listens here: the deliveries a start or an end makes (committed with
+    # the transition), and a call once they are stored.
+    def on_start(self, task: Task) -> list[dict]:
+        return []
+
+    def on_end(self, task: Task) -> list[dict]:
+        return []
+
+    def on_stored(self) -> None:
+        pass
 
     def _touch(self, task_id: str) -> None:
         event = self._changed.pop(task_id, None)

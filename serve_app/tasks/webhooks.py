@@ -1,7 +1,8 @@
 """Webhooks: the task view POSTed to the task's `webhook` URL when it starts (if asked) and
 when it ends, signed per Standard Webhooks with the tenant's `whsec_` secret.
 
-A delivery is a database row before its first try, so deliveries survive restarts. A failed try
+A delivery is a database row, committed in the same transaction as the task's start or end that
+makes it, so no ended task loses its webhook and deliveries survive restarts. A failed try
 (no answer, or not 2xx) waits `backoff_base_s` x 2^(tries-1), up to `max_attempts`; every try
 of one delivery carries the same `webhook-id`, so a receiver can drop duplicates. The URL passes
 the private-address guard again at each try (a name may resolve elsewhere later).
@@ -57,21 +58,16 @@ class WebhookOutbox:
             self._key = await asyncio.to_thread(rows.signing_key, self.engine)
         return tenant_secret(self._key, tenant)
 
-    def notify(self, task: Task, event: str) -> None:
-        """The task started or ended: queue its delivery if it asked for this event."""
-        if task.webhook and event in task.webhook_events:
-            self._set_state(task.id, rows.PENDING, 0, None)
-            asyncio.create_task(self._add(task, event))
+    def deliveries(self, task: Task, event: str) -> list[dict]:
+        """The task started or ended: the delivery rows to commit with that change (none if
+        it did not ask for this event)."""
+        if not (task.webhook and event in task.webhook_events):
+            return []
+        self._set_state(task.id, rows.PENDING, 0, None)
+        return [rows.new(f"msg_{secrets.token_hex(12)}", task.id, task.tenant, task.webhook,
+                         event, time.time())]
 
-    async def _add(self, task: Task, event: str) -> None:
-        delivery_id = f"msg_{secrets.token_hex(12)}"
-        try:
-            await asyncio.to_thread(rows.add, self.engine, delivery_id, task.id, task.tenant,
-                                    task.webhook, event, time.time())
-        except Exception:  # the database is away: the delivery cannot be kept
-            logger.exception("could not store the %s webhook of %s", event, task.id)
-            self._set_state(task.id, rows.FAILED, 0, "the delivery could not be stored")
-            return
+    def wake(self) -> None:
         self._wake.set()
 
     async def state(self, task: Task) -> dict[str, Any] | None:
