@@ -171,7 +171,7 @@ class InvalidTransitionError(Exception):
     """A task state change the state machine does not allow (a bug, never a client error)."""
 
 
-def _loc_to_param(loc: tuple | list) -> str | None:
+def loc_to_param(loc: tuple | list) -> str | None:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or None
 
@@ -198,7 +198,7 @@ def install_error_handlers(app, shape=native_error) -> None:
     async def _validation(_: Request, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-        param = _loc_to_param(first.get("loc", ()))
+        param = loc_to_param(first.get("loc", ()))
         message = first.get("msg", "invalid request")
         if param:
             message = f"{param}: {message}"

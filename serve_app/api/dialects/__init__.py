@@ -1,9 +1,11 @@
 """Compatibility dialects: each a thin adapter that turns its clients' requests into Tessera's
 own and submits them through `Gateway.submit_generation` / `submit_edit`."""
 
+import base64
+
 from pydantic import BaseModel, ValidationError
 
-from serve_app.core.errors import InvalidRequestError, _loc_to_param
+from serve_app.core.errors import InvalidRequestError, loc_to_param
 
 
 def native_request(cls: type[BaseModel], data: dict) -> BaseModel:
@@ -12,7 +14,7 @@ def native_request(cls: type[BaseModel], data: dict) -> BaseModel:
         return cls.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        param = _loc_to_param(first.get("loc", ()))
+        param = loc_to_param(first.get("loc", ()))
         message = first.get("msg", "invalid request")
         raise InvalidRequestError(f"{param}: {message}" if param else message,
                                   param=param) from None
@@ -26,8 +28,6 @@ async def request_fields(request) -> dict:
         fields = {}
         for key, value in form.multi_items():
             if not isinstance(value, str):  # a file field: its bytes as a data URI
-                import base64
-
                 data = base64.b64encode(await value.read()).decode()
                 value = f"data:{value.content_type or 'application/octet-stream'};base64,{data}"
             fields[key] = value
