@@ -34,6 +34,7 @@ from serve_app.core.errors import (
     NotFoundError,
     PayloadTooLargeError,
     ServiceUnavailableError,
+    TaskFailedError,
     TesseraError,
     UnknownUploadError,
     UnsupportedModelError,
@@ -211,15 +212,20 @@ class Gateway:
                                  str(request.base_url))
 
     async def finished(self, task_id: str, tenant: str, base_url: str) -> TaskView:
-        """The task view once it has ended (the synchronous dialects), however long that
-        takes within `compat.sync_wait_s`; 504 after that."""
+        """The view of the task once it has completed (the synchronous dialects), however long
+        that takes within `compat.sync_wait_s`; 504 after that, and the task's own error if it
+        ended without images."""
         deadline = time.monotonic() + self.config.compat.sync_wait_s
         while True:
             left = deadline - time.monotonic()
             view = await self.read_task(task_id, tenant, base_url,
                                         max(1, min(MAX_WAIT_S, int(left))))
-            if view.status in TERMINAL:
+            if view.status == "completed":
                 return view
+            if view.status in TERMINAL:
+                error = view.error
+                raise TaskFailedError(error.message if error else f"the task was {view.status}",
+                                      code=error.code if error else view.status)
             if left <= 0:
                 raise GatewayTimeoutError(
                     f"task {task_id} did not finish within {self.config.compat.sync_wait_s:g} "

@@ -232,6 +232,8 @@ class TaskManager:
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if self.outbox is not None:
+            await self.outbox.close_client()
         if self.ledger.journal is not None:
             self.ledger.journal.engine.dispose()
 

@@ -51,6 +51,7 @@ class WebhookOutbox:
         self.states: dict[str, dict[str, Any]] = {}  # task id -> its newest delivery's state
         self._key: str | None = config.webhooks.signing_key
         self._wake = asyncio.Event()
+        self._client = None  # one connection pool for every delivery, made on first use
         self.worker = asyncio.create_task(self._run())
 
     async def secret(self, tenant: str) -> str:
@@ -69,6 +70,10 @@ class WebhookOutbox:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def close_client(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
 
     async def state(self, task: Task) -> dict[str, Any] | None:
         if not task.webhook:
@@ -130,8 +135,9 @@ class WebhookOutbox:
             headers = {"webhook-id": d["id"], "webhook-timestamp": str(int(now.timestamp())),
                        "webhook-signature": signature, "content-type": "application/json",
                        "user-agent": "tessera-webhooks"}
-            async with httpx.AsyncClient(timeout=self.settings.timeout_s) as client:
-                response = await client.post(d["url"], content=body, headers=headers)
+            if self._client is None:
+                self._client = httpx.AsyncClient(timeout=self.settings.timeout_s)
+            response = await self._client.post(d["url"], content=body, headers=headers)
             if not 200 <= response.status_code < 300:
                 error = f"the receiver answered HTTP {response.status_code}"
         except Exception as exc:

@@ -11,7 +11,6 @@ from fastapi import APIRouter, Depends, Request
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.dialects import native_request, request_fields
 from serve_app.api.gateway import Gateway
-from serve_app.core.errors import TaskFailedError
 from serve_app.protocol import EditRequest, GenerationRequest, TaskView
 from serve_app.protocol_deepinfra import DeepInfraRequest, DeepInfraResponse, InferenceStatus
 
@@ -32,10 +31,6 @@ async def inference(model: str, request: Request, tenant: str = Depends(authenti
 
 
 def deepinfra_answer(view: TaskView) -> DeepInfraResponse:
-    if view.status != "completed":
-        error = view.error
-        raise TaskFailedError(error.message if error else f"the task was {view.status}",
-                              code=error.code if error else view.status)
     result = view.result
     images = [f"data:{d.content_type};base64,{d.b64_json}" for d in result.data]
     return DeepInfraResponse(

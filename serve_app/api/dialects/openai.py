@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.dialects import native_request
 from serve_app.api.gateway import Gateway
-from serve_app.core.errors import InvalidRequestError, TaskFailedError, install_error_handlers
+from serve_app.core.errors import InvalidRequestError, install_error_handlers
 from serve_app.protocol import EditRequest, GenerationRequest, TaskView
 from serve_app.protocol_openai import (
     EXTRA,
@@ -92,10 +92,6 @@ async def read_edit_form(request: Request) -> tuple[OpenAIImageRequest, list[dic
 
 def images_response(view: TaskView, prompt: str, image_tokens: int,
                     ignored: list[str]) -> JSONResponse:
-    if view.status != "completed":
-        error = view.error
-        raise TaskFailedError(error.message if error else f"the task was {view.status}",
-                              code=error.code if error else view.status)
     result = view.result
     b64 = view.request.get("response_format") == "b64_json"
     data = [OpenAIImage(b64_json=d.b64_json) if b64 else OpenAIImage(url=d.url)
