@@ -60,7 +60,13 @@ VARIANTS = {"eager": {"compile": False}, "compile": {"compile": True},
             "fused-compile": {"compile": True, "fuse_qkv": True},
             "fp8-fused-compile": {"compile": True, "quantization": "fp8", "fuse_qkv": True},
             "fp8-cudnn-compile": {"compile": True, "quantization": "fp8",
-                                  "attention_backend": "_native_cudnn"}}
+                                  "attention_backend": "_native_cudnn"},
+            "compile-tuned": {"compile": True, "inductor_tuning": True, "compile_vae": True},
+            "fp8-fused-compile-tuned": {"compile": True, "quantization": "fp8", "fuse_qkv": True,
+                                        "inductor_tuning": True, "compile_vae": True},
+            "fp8-fused-autotune": {"compile": True, "quantization": "fp8", "fuse_qkv": True,
+                                   "inductor_tuning": True, "compile_vae": True,
+                                   "compile_mode": "max-autotune-no-cudagraphs"}}
 
 
 T0 = time.perf_counter()
@@ -177,6 +183,93 @@ def measure(calls, pipe, model: str, size: int, steps: int, runs: int, batches=(
     return out
 
 
+def stage_times(calls, pipe, model: str, size: int, steps: int) -> dict:
+    """Milliseconds per stage of one batch-1 call (text encoders, each denoiser call summed,
+    VAE decode, conversion to images), the device drained around each stage, which adds a
+    little to the total."""
+    import torch
+
+    from deployments.optimize import timed
+
+    spent: dict[str, float] = {}
+    wrapped = [(pipe, "encode_prompt", "text_encode"), (pipe.transformer, "forward", "denoise"),
+               (pipe.vae, "decode", "vae_decode"),
+               (pipe.image_processor, "postprocess", "postprocess")]
+    saved = []
+    for obj, name, label in wrapped:
+        own = obj.__dict__.get(name)  # an instance attribute (e.g. a compiled function)
+        original = getattr(obj, name)
+
+        def run(*a, _original=original, _label=label, **k):
+            out, seconds = timed(_original, *a, **k)
+            spent[_label] = spent.get(_label, 0.0) + seconds
+            return out
+
+        setattr(obj, name, run)
+        saved.append((obj, name, own))
+    try:
+        _, total = timed(calls.run, pipe, jobs(model, 1, size, steps, 20_000))
+    finally:
+        for obj, name, own in saved:
+            if own is None:
+                delattr(obj, name)
+            else:
+                setattr(obj, name, own)
+    out = {k: round(v * 1000, 1) for k, v in spent.items()}
+    out["total"] = round(total * 1000, 1)
+    out["other"] = round(out["total"] - sum(v for k, v in out.items() if k != "total"), 1)
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    return out
+
+
+def kernel_ceilings(size: int, device: str, dtype) -> dict:
+    """What the H100 reaches on FLUX's own shapes, apart from the pipeline: attention through
+    each SDPA backend, and the largest linear layer in bf16 and in fp8 (rowwise scaled_mm).
+    TFLOP/s, the mean of 10 runs after 3."""
+    import torch
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if device != "cuda":
+        return {}
+    tokens = (size // 16) ** 2 + 256
+    q, k, v = (torch.randn(1, 24, tokens, 128, device=device, dtype=dtype) for _ in range(3))
+
+    def tflops(fn, flops: float) -> float:
+        for _ in range(3):
+            fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return round(flops / (start.elapsed_time(end) / 10 / 1000) / 1e12, 1)
+
+    out: dict = {"attention_tokens": tokens}
+    attention_flops = 4 * tokens * tokens * 128 * 24
+    for name in ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION"):
+        try:
+            with sdpa_kernel(getattr(SDPBackend, name)):
+                out[f"sdpa_{name.lower()}_tflops"] = tflops(
+                    lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v),
+                    attention_flops)
+        except Exception as exc:  # a backend this build or GPU lacks
+            out[f"sdpa_{name.lower()}_tflops"] = f"unavailable: {type(exc).__name__}"
+    x = torch.randn(tokens, 3072, device=device, dtype=dtype)
+    w = torch.randn(15360, 3072, device=device, dtype=dtype)  # single block: qkv + mlp in
+    out["linear_bf16_tflops"] = tflops(lambda: x @ w.t(), 2 * tokens * 3072 * 15360)
+    try:
+        x8, w8 = x.to(torch.float8_e4m3fn), w.to(torch.float8_e4m3fn)
+        sx = torch.ones(tokens, 1, device=device)
+        sw = torch.ones(1, 15360, device=device)
+        out["linear_fp8_rowwise_tflops"] = tflops(
+            lambda: torch._scaled_mm(x8, w8.t(), scale_a=sx, scale_b=sw, out_dtype=dtype),
+            2 * tokens * 3072 * 15360)
+    except Exception as exc:
+        out["linear_fp8_rowwise_tflops"] = f"unavailable: {type(exc).__name__}: {exc}"[:200]
+    return out
+
+
 def run_model(model: str, args, device: str, dtype) -> dict:
     import torch
 
@@ -213,11 +306,14 @@ def run_model(model: str, args, device: str, dtype) -> dict:
             report["tflop_per_image"] = round(flops / 1e12, 2)
             say(f"{flops / 1e12:.1f} TFLOP per image")
         result = measure(calls, pipe, model, args.size, steps, args.runs, tuple(args.batches))
-        result.update(applied=applied, optimize_s=round(optimize_s, 2))
+        result.update(applied=applied, optimize_s=round(optimize_s, 2),
+                      stages_ms=stage_times(calls, pipe, model, args.size, steps))
+        say(f"{name}: stages {result['stages_ms']}")
         if device == "cuda":
             result["mfu"] = round(flops / result["batch1"]["p50_s_per_image"] / PEAK_BF16_FLOPS, 3)
         report["variants"][name] = result
         print(json.dumps({name: result}), flush=True)
+        Path(args.output, f"partial_{model}.json").write_text(json.dumps(report, indent=2))
     if args.invariance:
         # same pipeline, batch 4: per-sample execution of the position-sensitive layers
         pipe.transformer = None
@@ -266,10 +362,15 @@ def main() -> None:
     env = {"device": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
            "torch": torch.__version__, "dtype": str(dtype)}
     print(json.dumps(env), flush=True)
-    reports = [run_model(model, args, device, dtype) for model in args.models]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench_gpu.json").write_text(json.dumps({"env": env, "runs": reports}, indent=2))
+    env["ceilings"] = kernel_ceilings(args.size, device, dtype)
+    print(json.dumps(env["ceilings"]), flush=True)
+    reports = []
+    for model in args.models:
+        reports.append(run_model(model, args, device, dtype))
+        # written after each model, so a run stopped at its time limit keeps what it measured
+        (out / "bench_gpu.json").write_text(json.dumps({"env": env, "runs": reports}, indent=2))
     lines = ["| model | variant | first calls s (b1, b4) | p50 s/img | p90 s/img | img/s b1 | "
              "img/s b4 | peak GiB | MFU |", "|" + " --- |" * 9]
     for r in reports:

@@ -91,3 +91,41 @@ def test_defaults_per_device():
     assert (cpu.compile, cpu.warmup, cpu.batch_invariant) == (False, False, True)
     assert (cuda.compile, cuda.warmup, cuda.batch_invariant) == (True, True, False)
     assert OptimizationSettings(batch_invariant=True).resolved("cuda").batch_invariant
+
+
+def test_tuned_inductor_and_compiled_vae_give_the_eager_image(eager):
+    import torch._inductor.config as inductor
+
+    data, eager_pipe, eager_calls = eager
+    keys = ("conv_1x1_as_mm", "coordinate_descent_tuning",
+            "coordinate_descent_check_all_directions", "epilogue_fusion")
+    before = {k: getattr(inductor, k) for k in keys}
+    try:
+        opts = OptimizationSettings(compile_vae=True, inductor_tuning=True).resolved("cpu")
+        pipe = load_pipeline(SOURCE, data, "cpu", torch.float32, False, opts)
+        assert getattr(pipe.vae.decoder, "_compiled_call_impl", None) is not None
+        assert pipe.vae.decoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+        assert (inductor.coordinate_descent_tuning, inductor.epilogue_fusion) == (True, False)
+        tuned = pixels(PipelineCalls(FAMILIES["flux"], 4, "cpu", False, opts).run(pipe, [job(5)]))
+    finally:
+        for k, v in before.items():  # process-wide: the other tests compile untuned
+            setattr(inductor, k, v)
+    reference = pixels(eager_calls.run(eager_pipe, [job(5)]))
+    assert tuned.shape == reference.shape == (1, 128, 128, 3)
+    assert np.abs(tuned - reference).mean() < 1.0
+
+
+def test_images_convert_to_8_bits_as_diffusers_does():
+    from diffusers.image_processor import VaeImageProcessor
+
+    from deployments.calls import pil_images
+
+    processor = VaeImageProcessor(vae_scale_factor=16)
+    decoded = torch.rand(3, 3, 40, 24) * 2 - 1
+    decoded[0, 0, 0, :4] = torch.tensor([-1.0, 1.0, 0.5 / 255 * 2 - 1, 1.5 / 255 * 2 - 1])
+    ours = pil_images(processor.postprocess(decoded, output_type="pt"))
+    theirs = processor.postprocess(decoded, output_type="pil")
+    assert [im.size for im in ours] == [(24, 40)] * 3
+    pairs = zip(ours, theirs, strict=True)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in pairs)
+    assert pil_images(theirs) == theirs  # a pipeline that answers PIL is passed through
