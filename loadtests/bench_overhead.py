@@ -10,6 +10,10 @@ reported: the server-side task time (created_at to completed_at, free of polling
 and the replica's own pipeline time, so the overhead splits into pipeline slowdown inside Serve
 and serving work around it. Without TESSERA_URL the script starts a local Tessera on a fresh Ray
 first. Reports p50/p99 of both, the overhead in ms and the ratio API/direct per image size.
+
+    --haproxy: the local Ray runs Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1 and
+    RAY_SERVE_THROUGHPUT_OPTIMIZED=1; ray[serve] brings HAProxy on Linux): HAProxy on the HTTP port
+    forwards to the ingress replica directly, with no Python proxy hop.
 """
 
 from __future__ import annotations
@@ -96,6 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--sizes", default="64x64,256x256,512x512")
+    p.add_argument("--haproxy", action="store_true",
+                   help="Serve's HAProxy ingress on the local Ray (see the module's docstring)")
     args = p.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     url, stop = os.environ.get("TESSERA_URL"), None
@@ -103,6 +109,10 @@ def main(argv=None) -> int:
         require_loopback(url)
         key = os.environ["TESSERA_API_KEY"].split(",")[0]
     else:
+        if args.haproxy:  # read by every Ray process at start: set before Ray starts
+            from serve_app.local_cluster import HAPROXY_ENV
+
+            os.environ.update(HAPROXY_ENV)
         url, keys, stop = start_local_server()
         key = keys[0]
     try:
@@ -126,7 +136,8 @@ def main(argv=None) -> int:
                      "replica_pipeline_ms": percentiles(inference[size]),
                      "overhead_ms": {q: round(a[q] - d[q], 2) for q in ("p50", "p99")},
                      "ratio": {q: round(a[q] / d[q], 2) for q in ("p50", "p99")}})
-    report = {"repeats": args.repeats, "steps": args.steps, "rows": rows}
+    report = {"repeats": args.repeats, "steps": args.steps, "haproxy": args.haproxy,
+              "rows": rows}
     lines = ["| size | direct p50 | API p50 | overhead p50 | ratio p50 | direct p99 | API p99 "
              "| overhead p99 | ratio p99 | server-side task p50 | replica pipeline p50 | "
              "API p50, Prefer: wait | its overhead over its pipeline p50 |",

@@ -15,6 +15,11 @@ import socket
 import tempfile
 import time
 
+# Serve's HAProxy ingress: HAProxy listens on the HTTP port and forwards straight to the
+# ingress replicas, skipping Serve's Python proxy (about 6.5 ms per request on two cores).
+# Throughput-optimized Serve also runs user code and the router on the replica's own loop.
+HAPROXY_ENV = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -18,10 +18,12 @@ def _ingress():
     return serve.get_replica_context().servable_object
 
 
-def authenticate(request: Request) -> str:
+# Both are `async def` although neither awaits: FastAPI runs a plain `def` dependency in its
+# thread pool, a thread hop on every request for a dictionary lookup.
+async def authenticate(request: Request) -> str:
     """The caller's tenant, from its API key (Bearer, `api_key` or `API-Key`)."""
     return _ingress().keys.tenant_for(request.headers)
 
 
-def gateway() -> Gateway:
+async def gateway() -> Gateway:
     return _ingress().gateway

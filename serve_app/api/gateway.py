@@ -100,6 +100,21 @@ class TaskOptions:
     metadata: dict[str, str] = field(default_factory=dict)  # the client's labels (batch_id)
 
 
+@dataclass
+class Submitted:
+    """A submission's outcome: what its 202 says, and the task as the task actor answered it:
+    queued, or, when the submit waited (`wait_s`), ended or as it was when the wait ran out."""
+
+    created: TaskCreated
+    task: Task
+    wait_s: int | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def task_id(self) -> str:
+        return self.created.task_id
+
+
 async def call(ref, timeout_s: float = ACTOR_WAIT_S) -> Any:
     """Await an actor call; our own errors come back as themselves, not wrapped by Ray, and an
     actor that is restarting (or gone) is a 503 with Retry-After, never a 500."""
@@ -175,8 +190,9 @@ class Gateway:
 
     async def submit_generation(self, tenant: str, body: GenerationRequest, request,
                                 file_prefix: str = "", metadata: dict | None = None,
-                                ) -> TaskCreated:
-        """Every dialect's text-to-image request, once it is a `GenerationRequest`."""
+                                wait_s: int | None = None) -> Submitted:
+        """Every dialect's text-to-image request, once it is a `GenerationRequest`; with
+        wait_s, the answer comes once the task ends or after wait_s seconds."""
         model, source = await self.imported_model(tenant, body.model)
         if "text-to-image" not in model.tasks:
             raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
@@ -187,9 +203,10 @@ class Gateway:
         task_id, now = self.created_now()
         return await self.submit(tenant, model, source, task_id, now, params, body.count,
                                  body.response_format, warnings, options,
-                                 str(request.base_url))
+                                 str(request.base_url), wait_s)
 
-    async def submit_edit(self, tenant: str, body: EditRequest, request) -> TaskCreated:
+    async def submit_edit(self, tenant: str, body: EditRequest, request,
+                          wait_s: int | None = None) -> Submitted:
         """Every dialect's edit request, once it is an `EditRequest`: the inputs go to the
         store, the task carries their keys."""
         model, source = await self.imported_model(tenant, body.model)
@@ -209,27 +226,34 @@ class Gateway:
         params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key})
         return await self.submit(tenant, model, source, task_id, now, params, body.count,
                                  body.response_format, warnings, options,
-                                 str(request.base_url))
+                                 str(request.base_url), wait_s)
 
-    async def finished(self, task_id: str, tenant: str, base_url: str) -> TaskView:
+    @property
+    def sync_wait_s(self) -> int:
+        """The first wait of a synchronous dialect's submit (`finished` waits on for the rest
+        of `compat.sync_wait_s`)."""
+        return max(1, min(MAX_WAIT_S, int(self.config.compat.sync_wait_s)))
+
+    async def finished(self, submitted: Submitted, tenant: str, base_url: str) -> TaskView:
         """The view of the task once it has completed (the synchronous dialects), however long
-        that takes within `compat.sync_wait_s`; 504 after that, and the task's own error if it
-        ended without images."""
-        deadline = time.monotonic() + self.config.compat.sync_wait_s
-        while True:
+        that takes within `compat.sync_wait_s` of its submission; 504 after that, and the
+        task's own error if it ended without images."""
+        deadline = submitted.started + self.config.compat.sync_wait_s
+        task, task_id = submitted.task, submitted.task_id
+        while task.status not in TERMINAL:
             left = deadline - time.monotonic()
-            view = await self.read_task(task_id, tenant, base_url,
-                                        max(1, min(MAX_WAIT_S, int(left))))
-            if view.status == "completed":
-                return view
-            if view.status in TERMINAL:
-                error = view.error
-                raise TaskFailedError(error.message if error else f"the task was {view.status}",
-                                      code=error.code if error else view.status)
             if left <= 0:
                 raise GatewayTimeoutError(
                     f"task {task_id} did not finish within {self.config.compat.sync_wait_s:g} "
                     f"s; it goes on: GET /v1/tasks/{task_id}", param=None)
+            wait = max(1, min(MAX_WAIT_S, int(left)))
+            task = await call(self.tasks.wait.remote(task_id, tenant, wait),
+                              timeout_s=wait + ACTOR_WAIT_S)
+        if task.status != "completed":
+            error = task.error
+            raise TaskFailedError(error.message if error else f"the task was {task.status}",
+                                  code=error.code if error else task.status)
+        return await self.task_view(task, base_url)
 
     async def options(self, body, request) -> TaskOptions:
         """The task options of a generation or edit request (body fields and headers)."""
@@ -260,7 +284,7 @@ class Gateway:
     async def submit(self, tenant: str, model: ModelInfo, source: str, task_id: str,
                      created_at: float, params: GenerateParams, n: int, response_format: str,
                      warnings: list[str], options: TaskOptions, base_url: str = "",
-                     ) -> TaskCreated:
+                     wait_s: int | None = None) -> Submitted:
         attrs = task_attributes(task_id, tenant, model.id, model.family,
                                 **{"tessera.batch_size": len(params.seeds)})
         for span in {telemetry.REQUEST_SPAN.get() or trace.get_current_span(),
@@ -281,12 +305,17 @@ class Gateway:
                     webhook_events=list(options.webhook_events),
                     idempotency_key=options.idempotency_key, base_url=base_url,
                     file_prefix=options.file_prefix, metadata=options.metadata)
-        # an idempotent replay answers the original task
-        queued: Task = await call(self.tasks.submit.remote(task, options.body_hash))
-        return TaskCreated(task_id=queued.id, job_id=queued.id, status=queued.status,
-                           model=queued.model,
-                           created_at=queued.created_at, queue_position=queued.queue_position,
-                           warnings=queued.warnings)
+        started = time.monotonic()
+        # an idempotent replay answers the original task. Waiting is part of the same actor
+        # call, which saves a round trip to the task actor on the latency-critical path.
+        answered: Task = await call(
+            self.tasks.submit.remote(task, options.body_hash, wait_s or 0),
+            timeout_s=(wait_s or 0) + ACTOR_WAIT_S)
+        created = TaskCreated(task_id=answered.id, job_id=answered.id, status=answered.status,
+                              model=answered.model, created_at=answered.created_at,
+                              queue_position=answered.queue_position,
+                              warnings=answered.warnings)
+        return Submitted(created, answered, wait_s, started)
 
     # ------------------------------------------------------------ edit inputs
 
@@ -354,18 +383,17 @@ class Gateway:
                                        "limit", param=param)
         return key, size, content_type
 
-    async def answer(self, created: TaskCreated, tenant: str, request) -> Any:
-        """The submission's answer: 202 with the task id, or, with `Prefer: wait=N`, the task
-        view once it ends (200) or as it is after N seconds (202, with Location)."""
+    async def answer(self, submitted: Submitted, request) -> Any:
+        """The submission's answer: 202 with the task id, or, when it waited (`Prefer: wait=N`),
+        the task view once it ended (200) or as it was after N seconds (202, with Location)."""
         from fastapi.responses import JSONResponse
 
-        wait = preferred_wait(request.headers.get("prefer"))
-        if wait is None:
-            return created
-        view = await self.read_task(created.task_id, tenant, str(request.base_url), wait)
-        headers = {"Preference-Applied": f"wait={wait}"}
+        if submitted.wait_s is None:
+            return submitted.created
+        view = await self.task_view(submitted.task, str(request.base_url))
+        headers = {"Preference-Applied": f"wait={submitted.wait_s}"}
         if view.status not in TERMINAL:
-            headers["Location"] = f"{request.base_url}v1/tasks/{created.task_id}"
+            headers["Location"] = f"{request.base_url}v1/tasks/{submitted.task_id}"
         return JSONResponse(view.model_dump(mode="json"), headers=headers,
                             status_code=202 if "Location" in headers else 200)
 

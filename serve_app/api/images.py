@@ -3,10 +3,14 @@
 from fastapi import APIRouter, Depends, Request
 
 from serve_app.api.deps import authenticate, gateway
-from serve_app.api.gateway import Gateway
+from serve_app.api.gateway import Gateway, preferred_wait
 from serve_app.protocol import EditRequest, GenerationRequest, TaskCreated, TaskView
 
 router = APIRouter()
+
+
+def waited(request: Request) -> int | None:
+    return preferred_wait(request.headers.get("prefer"))
 
 # With `Prefer: wait=N` the answer is the task view: 200 once it ended within N s, else 202.
 WAITED = {200: {"model": TaskView, "description": "Prefer: wait, and the task ended in time"}}
@@ -16,13 +20,13 @@ WAITED = {200: {"model": TaskView, "description": "Prefer: wait, and the task en
              responses=WAITED)
 async def generations(body: GenerationRequest, request: Request,
                       tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
-    created = await gw.submit_generation(tenant, body, request)
-    return await gw.answer(created, tenant, request)
+    submitted = await gw.submit_generation(tenant, body, request, wait_s=waited(request))
+    return await gw.answer(submitted, request)
 
 
 @router.post("/v1/images/edits", response_model=TaskCreated, status_code=202,
              responses=WAITED)
 async def edits(body: EditRequest, request: Request, tenant: str = Depends(authenticate),
                 gw: Gateway = Depends(gateway)):
-    created = await gw.submit_edit(tenant, body, request)
-    return await gw.answer(created, tenant, request)
+    submitted = await gw.submit_edit(tenant, body, request, wait_s=waited(request))
+    return await gw.answer(submitted, request)

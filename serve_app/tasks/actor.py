@@ -117,9 +117,17 @@ class TaskManager:
 
     # ------------------------------------------------------------ the API's side
 
-    async def submit(self, task: Task, body_hash: str | None = None) -> Task:
+    async def submit(self, task: Task, body_hash: str | None = None,
+                     wait_s: float = 0) -> Task:
         """Accept a task (queued), or, for an Idempotency-Key seen with the same body within
-        24 h, answer the task it created; the key with another body is a 422."""
+        24 h, answer the task it created; the key with another body is a 422. With wait_s,
+        the answer comes once that task has ended, or after wait_s seconds."""
+        accepted = await self._submit(task, body_hash)
+        if not wait_s:
+            return accepted
+        return await self.wait(accepted.id, accepted.tenant, wait_s)
+
+    async def _submit(self, task: Task, body_hash: str | None) -> Task:
         await self._ready.wait()
         known = self.ledger.tasks.get(task.id)
         if known is not None:  # Ray retried this call after a restart: it was accepted

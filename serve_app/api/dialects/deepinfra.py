@@ -23,11 +23,12 @@ async def inference(model: str, request: Request, tenant: str = Depends(authenti
     body = native_request(DeepInfraRequest, await request_fields(request))
     fields = body.to_native(model)
     if body.image is None:
-        created = await gw.submit_generation(
-            tenant, native_request(GenerationRequest, fields), request)
+        submitted = await gw.submit_generation(
+            tenant, native_request(GenerationRequest, fields), request, wait_s=gw.sync_wait_s)
     else:
-        created = await gw.submit_edit(tenant, native_request(EditRequest, fields), request)
-    return deepinfra_answer(await gw.finished(created.task_id, tenant, str(request.base_url)))
+        submitted = await gw.submit_edit(tenant, native_request(EditRequest, fields), request,
+                                         wait_s=gw.sync_wait_s)
+    return deepinfra_answer(await gw.finished(submitted, tenant, str(request.base_url)))
 
 
 def deepinfra_answer(view: TaskView) -> DeepInfraResponse:

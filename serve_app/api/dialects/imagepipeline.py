@@ -23,10 +23,10 @@ async def generate(body: ImagePipelineRequest, request: Request,
                    tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
     native = native_request(GenerationRequest, body.to_native(gw.config.compat.default_model))
     metadata = {"batch_id": body.batch_id} if body.batch_id else {}
-    created = await gw.submit_generation(tenant, native, request,
-                                         file_prefix=body.file_prefix or "", metadata=metadata)
-    view = await gw.read_task(created.task_id, tenant, str(request.base_url),
-                              preferred_wait(request.headers.get("prefer")) or 0)
+    submitted = await gw.submit_generation(
+        tenant, native, request, file_prefix=body.file_prefix or "", metadata=metadata,
+        wait_s=preferred_wait(request.headers.get("prefer")))
+    view = await gw.task_view(submitted.task, str(request.base_url))
     queued_urls = (gw.future_urls(tenant, view, body.file_prefix or "", str(request.base_url))
                    if body.queued_image_urls else [])
     return answer(view, queued_urls)

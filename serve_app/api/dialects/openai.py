@@ -37,8 +37,8 @@ IGNORED_HEADER = "Tessera-Ignored-Parameters"
 async def generations(body: OpenAIImageRequest, request: Request,
                       tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
     native = native_request(GenerationRequest, body.to_native(gw.config.compat.default_model))
-    created = await gw.submit_generation(tenant, native, request)
-    view = await gw.finished(created.task_id, tenant, str(request.base_url))
+    submitted = await gw.submit_generation(tenant, native, request, wait_s=gw.sync_wait_s)
+    view = await gw.finished(submitted, tenant, str(request.base_url))
     return images_response(view, native.prompt, 0, body.ignored())
 
 
@@ -48,8 +48,8 @@ async def edits(request: Request, tenant: str = Depends(authenticate),
     body, images, mask = await read_edit_form(request)
     fields = body.to_native(gw.config.compat.default_model, EXTRA + ("strength",))
     native = native_request(EditRequest, {**fields, "image": images, "mask_image": mask})
-    created = await gw.submit_edit(tenant, native, request)
-    view = await gw.finished(created.task_id, tenant, str(request.base_url))
+    submitted = await gw.submit_edit(tenant, native, request, wait_s=gw.sync_wait_s)
+    view = await gw.finished(submitted, tenant, str(request.base_url))
     image_tokens = len(images) * (view.request.get("width", 0) // 16) * (
         view.request.get("height", 0) // 16)
     return images_response(view, native.prompt, image_tokens, body.ignored())
