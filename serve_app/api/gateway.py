@@ -85,6 +85,11 @@ def preferred_wait(prefer: str | None) -> int | None:
     return None
 
 
+def requested_wait(request) -> int | None:
+    """The wait a request's `Prefer` header asks for (see preferred_wait)."""
+    return preferred_wait(request.headers.get("prefer"))
+
+
 @dataclass
 class TaskOptions:
     """How a task is run and followed, beside its pipeline parameters: from the body's
@@ -107,8 +112,8 @@ class Submitted:
 
     created: TaskCreated
     task: Task
+    started: float  # time.monotonic() when it was sent: the synchronous dialects' deadline
     wait_s: int | None = None
-    started: float = field(default_factory=time.monotonic)
 
     @property
     def task_id(self) -> str:
@@ -315,7 +320,7 @@ class Gateway:
                               model=answered.model, created_at=answered.created_at,
                               queue_position=answered.queue_position,
                               warnings=answered.warnings)
-        return Submitted(created, answered, wait_s, started)
+        return Submitted(created, answered, started, wait_s)
 
     # ------------------------------------------------------------ edit inputs
 

@@ -3,14 +3,10 @@
 from fastapi import APIRouter, Depends, Request
 
 from serve_app.api.deps import authenticate, gateway
-from serve_app.api.gateway import Gateway, preferred_wait
+from serve_app.api.gateway import Gateway, requested_wait
 from serve_app.protocol import EditRequest, GenerationRequest, TaskCreated, TaskView
 
 router = APIRouter()
-
-
-def waited(request: Request) -> int | None:
-    return preferred_wait(request.headers.get("prefer"))
 
 # With `Prefer: wait=N` the answer is the task view: 200 once it ended within N s, else 202.
 WAITED = {200: {"model": TaskView, "description": "Prefer: wait, and the task ended in time"}}
@@ -20,7 +16,7 @@ WAITED = {200: {"model": TaskView, "description": "Prefer: wait, and the task en
              responses=WAITED)
 async def generations(body: GenerationRequest, request: Request,
                       tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
-    submitted = await gw.submit_generation(tenant, body, request, wait_s=waited(request))
+    submitted = await gw.submit_generation(tenant, body, request, wait_s=requested_wait(request))
     return await gw.answer(submitted, request)
 
 
@@ -28,5 +24,5 @@ async def generations(body: GenerationRequest, request: Request,
              responses=WAITED)
 async def edits(body: EditRequest, request: Request, tenant: str = Depends(authenticate),
                 gw: Gateway = Depends(gateway)):
-    submitted = await gw.submit_edit(tenant, body, request, wait_s=waited(request))
+    submitted = await gw.submit_edit(tenant, body, request, wait_s=requested_wait(request))
     return await gw.answer(submitted, request)

@@ -71,12 +71,12 @@ class OptimizationSettings(_Strict):
     compile_mode: Literal["default", "max-autotune-no-cudagraphs"] = Field(
         "default", description="torch.compile mode for the denoiser: max-autotune-no-cudagraphs "
         "also times Triton matrix kernels against cuBLAS (a longer cold start)")
-    inductor_tuning: bool | None = Field(
-        None, description="Inductor's coordinate-descent tuning of the generated kernels, 1x1 "
+    inductor_tuning: bool = Field(
+        False, description="Inductor's coordinate-descent tuning of the generated kernels, 1x1 "
         "convolutions as matrix products and no epilogue fusion (process-wide: a replica serves "
         "one family)")
-    compile_vae: bool | None = Field(
-        None, description="torch.compile the VAE decoder, in channels-last layout")
+    compile_vae: bool = Field(
+        False, description="torch.compile the VAE decoder, in channels-last layout")
     vae_tiling_min_pixels: int | None = Field(
         2048 * 2048, ge=1, description="decode (and encode) in tiles from this many output pixels "
         "on, so large sizes fit in memory; None: never")
@@ -96,8 +96,6 @@ class OptimizationSettings(_Strict):
 
         return self.model_copy(update={
             "compile": default(self.compile, on_cuda),
-            "inductor_tuning": default(self.inductor_tuning, False),
-            "compile_vae": default(self.compile_vae, False),
             "warmup": default(self.warmup, on_cuda),
             "batch_invariant": default(self.batch_invariant, not on_cuda)})
 

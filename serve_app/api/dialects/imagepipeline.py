@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.dialects import native_request
-from serve_app.api.gateway import Gateway, preferred_wait
+from serve_app.api.gateway import Gateway, requested_wait
 from serve_app.protocol import GenerationRequest, TaskView
 from serve_app.protocol_imagepipeline import ImagePipelineAnswer, ImagePipelineRequest
 
@@ -25,7 +25,7 @@ async def generate(body: ImagePipelineRequest, request: Request,
     metadata = {"batch_id": body.batch_id} if body.batch_id else {}
     submitted = await gw.submit_generation(
         tenant, native, request, file_prefix=body.file_prefix or "", metadata=metadata,
-        wait_s=preferred_wait(request.headers.get("prefer")))
+        wait_s=requested_wait(request))
     view = await gw.task_view(submitted.task, str(request.base_url))
     queued_urls = (gw.future_urls(tenant, view, body.file_prefix or "", str(request.base_url))
                    if body.queued_image_urls else [])
