@@ -47,6 +47,7 @@ from serve_app.core.storage import OutputStore
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import GenerateParams
 from serve_app.inputs import check_url_allowed, decode_base64, decode_image, fetch_url
+from serve_app.models import ModelRecord
 from serve_app.protocol import (
     EditRequest,
     GenerationRequest,
@@ -65,6 +66,10 @@ def new_id(prefix: str) -> str:
 
 # Ray retries a call that meets a restarting actor; past this, the client gets a 503 and retries
 ACTOR_WAIT_S = 20.0
+
+
+# imported models this ingress replica keeps (they never change once imported; see models.py)
+MAX_CACHED_MODELS = 4096
 
 
 # the longest a client may ask to wait for a task's end (`Prefer: wait=N`, `?wait=N`)
@@ -147,6 +152,9 @@ class Gateway:
         self.store = store
         self.tasks = tasks  # the task actor
         self.models = models  # the model registry actor
+        # (tenant, tm_* id) -> its record: every submission looks its model up, and an
+        # imported model never changes, so only the first use of one pays the registry's hop
+        self._imported: dict[tuple[str, str], ModelRecord] = {}
 
     # ------------------------------------------------------------ models
 
@@ -155,7 +163,12 @@ class Gateway:
         imported `tm_*` model, or a catalog model by Hugging Face id or short name."""
         entry = None if model_id.startswith("tm_") else find_entry(model_id)
         if entry is None:
-            record = await call(self.models.get.remote(tenant, model_id))
+            record = self._imported.get((tenant, model_id))
+            if record is None:  # an unknown id is asked again: it may be imported since
+                record = await call(self.models.get.remote(tenant, model_id))
+                if len(self._imported) >= MAX_CACHED_MODELS:
+                    self._imported.pop(next(iter(self._imported)))
+                self._imported[(tenant, model_id)] = record
             return record.info, record.source
         info = self.catalog_info(entry)
         if not info.available:
