@@ -4,7 +4,8 @@ One writer commits whatever has queued up meanwhile in one transaction (group co
 of submissions and transitions costs a few commits, not one each. A caller awaits its own write:
 
 - a submission (`durable=True`) fails at once with 503 when the database refuses the commit, so
-  no task is ever accepted that is not stored;
+  no task is ever accepted that is not stored; every later write of that task is dropped (its
+  dispatch may have begun before the commit failed, and its transitions must not store it);
 - a transition is retried with backoff until the database takes it, so a task that finishes
   while the database is away is recorded once it is back. Readers of that task wait for its
   commit (`settled`) and answer 503 if it does not come in time.
@@ -48,6 +49,7 @@ class Journal:
         self._queue: list[_Write] = []
         self._wake = asyncio.Event()
         self._latest: dict[str, asyncio.Future] = {}  # task id -> its newest write
+        self._refused: set[str] = set()  # submissions the database refused: never written
         self.commits = 0
         self.worker = asyncio.create_task(self._run())
 
@@ -56,6 +58,9 @@ class Journal:
         """Queue the task's current state (and the webhook deliveries it makes, in the same
         transaction) for commit; the future resolves once committed."""
         future = asyncio.get_running_loop().create_future()
+        if task.id in self._refused:
+            future.set_result(None)
+            return future
         self._queue.append(_Write(task.id, task_rows.row(task), future, durable,
                                   deliveries or []))
         self._latest[task.id] = future
@@ -93,11 +98,20 @@ class Journal:
                                         deliveries)
             except Exception as exc:
                 logger.warning("commit of %d task writes failed: %s", len(batch), exc)
+                refused = {w.task_id for w in batch if w.durable}
+                self._refused |= refused
                 for w in batch:
                     if w.durable:  # a submission: the caller answers 503, nothing was accepted
                         w.future.set_exception(unavailable(exc))
-                # transitions are kept, before anything newer, and tried again
-                self._queue = [w for w in batch if not w.durable] + self._queue
+                # transitions are kept, before anything newer, and tried again; those of a
+                # refused submission are dropped
+                retry = [w for w in batch if not w.durable] + self._queue
+                for w in retry:
+                    if w.task_id in refused:
+                        w.future.set_result(None)
+                for task_id in refused:
+                    self._latest.pop(task_id, None)
+                self._queue = [w for w in retry if w.task_id not in refused]
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
                 continue

@@ -97,7 +97,12 @@ class FamilyDispatcher:
                                   created_at=task.created_at, params=task.params,
                                   trace_context=inject(), preview=task.preview,
                                   file_prefix=task.file_prefix)
-        handle = self.handle.options(multiplexed_model_id=task.source, stream=True)
+        # By value over the replica's gRPC server rather than as a Ray actor call: Serve's
+        # streaming hop took 1.3-1.8 ms instead of 3.5 ms on two cores (what Serve's
+        # RAY_SERVE_USE_GRPC_BY_DEFAULT switches on for every handle). Its failures map to the
+        # same Ray errors (a lost replica is ActorUnavailableError).
+        handle = self.handle.options(multiplexed_model_id=task.source, stream=True,
+                                     _by_reference=False)
         stream = handle.generate.remote(request)
         started = asyncio.Event()
         consume = asyncio.ensure_future(self._consume(task, stream, started))

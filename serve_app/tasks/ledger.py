@@ -2,9 +2,10 @@
 
 All transitions go through here (with their metrics), whoever causes them: a submission, an
 event from a family server's stream, the deadline watchdog, retention. Each is written through
-the journal: a submission is committed before it is accepted; a transition is applied in memory
-and committed, and a reader waits for that commit before it sees the task. Finished tasks leave
-memory after `keep_finished_s` and are read from the database from then on.
+the journal: a submission is committed before it is accepted (its dispatch may start meanwhile);
+a transition is applied in memory and committed, and a reader waits for that commit before it
+sees the task. Finished tasks leave memory after `keep_finished_s` and are read from the
+database from then on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import collections
 import time
 from typing import Callable
 
-from serve_app.core.errors import ExpiredError, TaskNotCancelableError, TaskNotFoundError
+from serve_app.core.errors import (
+    ExpiredError,
+    ServiceUnavailableError,
+    TaskNotCancelableError,
+    TaskNotFoundError,
+)
 from serve_app.core.metrics import m
 from serve_app.core.types import GenerateResult
 from serve_app.db import tasks as task_rows
@@ -48,11 +54,27 @@ class Ledger:
     # ------------------------------------------------------------ writes
 
     async def add(self, task: Task) -> None:
-        """Accept a task: stored first, then queued."""
-        await self.journal.save(task, durable=True)
+        """Accept a task once it is stored. It is queued while its commit runs, so its
+        dispatch to a replica overlaps the commit instead of waiting for it; a commit the
+        database refuses withdraws it (out of the queue, its dispatch stopped) and nothing of
+        it is ever written."""
+        stored = self.journal.save(task, durable=True)
         self._enqueue(task)
-        m().tasks.inc(1, tags={"status": QUEUED, "family": task.family})
         self.schedule_deadline(task)
+        try:
+            await stored
+        except ServiceUnavailableError:
+            self._withdraw(task)
+            raise
+        m().tasks.inc(1, tags={"status": QUEUED, "family": task.family})
+
+    def _withdraw(self, task: Task) -> None:
+        self.queues[task.family].remove(task.tenant, task.id)
+        self.tasks.pop(task.id, None)
+        timer = self._timers.pop(task.id, None)
+        if timer is not None:
+            timer.cancel()
+        self.stop_dispatch(task)
 
     def restore(self, task: Task) -> None:
         """A task found unfinished in the database at start: queued again, in its old order;

@@ -16,7 +16,9 @@ from serve_app.core.errors import (
     ExpiredError,
     QueueFullError,
     RateLimitedError,
+    ServiceUnavailableError,
     StorageUnavailableError,
+    TaskNotFoundError,
 )
 from serve_app.tasks.actor import TaskManager
 from tests.support.standins import Handle, config, ok, task, until_done
@@ -204,3 +206,38 @@ def test_webhook_deliveries_survive_a_restart(tmp_path):
         server.shutdown()
     assert state == {"status": "delivered", "attempts": 2, "last_error": None}
     assert len(received) == 1 and received[0]["webhook-id"].startswith("msg_")
+
+
+def test_a_refused_submission_never_runs_and_is_never_stored(tmp_path):
+    """A submission's dispatch overlaps its commit: when the database refuses the commit, the
+    dispatch stops, and none of the task's transitions is stored, even once the database is
+    back."""
+    from serve_app.db import tasks as task_rows
+
+    async def main():
+        async def behaviour(params, attempt):
+            if params["task_id"] == "t1":
+                await asyncio.sleep(5)
+            return await ok(params, attempt)
+
+        handle = Handle(behaviour)
+        tm = TaskManager()
+        await tm.configure(config(tmp_path), {"flux": handle})
+        engine = tm.ledger.journal.engine
+        with engine.begin() as conn:  # the tasks table is away: every commit fails
+            conn.exec_driver_sql("ALTER TABLE tasks RENAME TO tasks_away")
+        with pytest.raises(ServiceUnavailableError):
+            await tm.submit(task(1))
+        await asyncio.sleep(0.05)  # its Started event, had the dispatch gone on
+        with engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE tasks_away RENAME TO tasks")
+        assert [c["task_id"] for c in handle.calls] == ["t1"]  # dispatched meanwhile...
+        assert handle.responses[0].cancelled  # ...and stopped
+        await tm.submit(task(2))
+        assert (await until_done(tm, "t2"))["status"] == "completed"
+        await asyncio.sleep(0.5)  # past the journal's retry of the writes that failed
+        assert task_rows.load(engine, "t1") is None
+        with pytest.raises(TaskNotFoundError):
+            await tm.get("t1", "a")
+        await tm.close()
+    run(main())
