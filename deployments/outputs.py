@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import logging
 import time
 
 from deployments.png import encode_png
 from serve_app.core.keys import CONTENT_TYPES, output_key
+from serve_app.core.metrics import m
 from serve_app.core.telemetry import tracer
 from serve_app.core.types import GenerateRequest, GenerateResult, StoredImage
+
+logger = logging.getLogger("tessera.family")
 
 
 def encode_image(image, fmt: str) -> bytes:
@@ -37,22 +41,40 @@ def spans(name: str, contexts: list, attributes: dict):
 async def store_outputs(store, request: GenerateRequest, context, images: list,
                         timings: dict[str, float]) -> GenerateResult:
     params = request.params
-    content_type = CONTENT_TYPES[params.output_format]
+    fmt, content_type = params.output_format, CONTENT_TYPES[params.output_format]
+    keys = [output_key(request.tenant, request.task_id, request.created_at, index, fmt,
+                       request.file_prefix) for index in range(len(images))]
+
+    def encode_and_write() -> tuple[list[bytes], list[float], float]:
+        """Both steps in one worker thread: for a small image the hops to a thread cost more
+        than the work. Returns the files, the seconds of each write that succeeded and the
+        encoding ms; a write that fails is left to put_async, which retries with backoff."""
+        t0 = time.perf_counter()
+        with spans("image.encode", [context], {"tessera.format": fmt}):
+            encoded = [encode_image(im, fmt) for im in images]
+        encode_ms = (time.perf_counter() - t0) * 1000
+        writes: list[float] = []
+        with spans("storage.write", [context], {"tessera.objects": len(encoded)}):
+            try:
+                for key, data in zip(keys, encoded, strict=True):
+                    started = time.perf_counter()
+                    store.put(key, data, content_type)
+                    writes.append(time.perf_counter() - started)
+            except Exception as exc:
+                logger.warning("storage write %s failed, retrying: %s", keys[len(writes)], exc)
+        return encoded, writes, encode_ms
+
     t0 = time.perf_counter()
-    with spans("image.encode", [context], {"tessera.format": params.output_format}):
-        encoded = await asyncio.to_thread(
-            lambda: [encode_image(im, params.output_format) for im in images])
-    encode_ms = (time.perf_counter() - t0) * 1000
-    t1 = time.perf_counter()
-    stored = []
-    with spans("storage.write", [context], {"tessera.objects": len(encoded)}):
-        for index, (data, seed) in enumerate(zip(encoded, params.seeds, strict=True)):
-            key = output_key(request.tenant, request.task_id, request.created_at, index,
-                             params.output_format, request.file_prefix)
-            await store.put_async(key, data, content_type)
-            stored.append(StoredImage(key=key, seed=seed, bytes=len(data),
-                                      content_type=content_type))
-    storage_ms = (time.perf_counter() - t1) * 1000
+    encoded, writes, encode_ms = await asyncio.to_thread(encode_and_write)
+    for seconds in writes:
+        m().storage.observe(seconds, tags={"op": "put"})
+    if len(writes) < len(keys):
+        with spans("storage.write", [context], {"tessera.objects": len(keys) - len(writes)}):
+            for key, data in zip(keys[len(writes):], encoded[len(writes):], strict=True):
+                await store.put_async(key, data, content_type)
+    storage_ms = (time.perf_counter() - t0) * 1000 - encode_ms
+    stored = [StoredImage(key=key, seed=seed, bytes=len(data), content_type=content_type)
+              for key, seed, data in zip(keys, params.seeds, encoded, strict=True)]
     # Some pipelines choose their own output size (LongCat edits at ~1 MP): report what was
     # made, which is also what usage bills.
     width, height = images[0].size
