@@ -5,6 +5,8 @@ Blocking calls: the task actor runs them in threads.
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
@@ -20,20 +22,22 @@ def row(task: Task) -> dict:
                 "queue_position", "preview_image", "webhook_state"})}
 
 
-def _insert(engine: Engine):
-    if engine.dialect.name == "postgresql":
+@functools.cache
+def _upsert_statement(dialect: str):
+    """Built once per dialect: building it took longer than the commit it serves (SQLite)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    return insert(tasks)
+    stmt = insert(tasks)
+    return stmt.on_conflict_do_update(index_elements=["id"], set_={
+        c: stmt.excluded[c] for c in ("status", "updated_at", "completed_at", "record")})
 
 
 def upsert(engine: Engine, rows: list[dict], deliveries: list[dict] | None = None) -> None:
     """One transaction: insert new tasks, replace the state of known ones, and add the webhook
     deliveries those changes make (so a task's end and its webhook are stored together)."""
-    stmt = _insert(engine)
-    stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={
-        c: stmt.excluded[c] for c in ("status", "updated_at", "completed_at", "record")})
+    stmt = _upsert_statement(engine.dialect.name)
     with engine.begin() as conn:
         conn.execute(stmt, rows)
         if deliveries:

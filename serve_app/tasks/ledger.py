@@ -28,8 +28,6 @@ from serve_app.db.journal import Journal, unavailable
 from serve_app.tasks.queue import FairQueue
 from serve_app.tasks.state import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task
 
-NEVER = 2**62  # an event_seq no task reaches: watch until the end
-
 
 def event_seq(task: Task) -> int:
     """A number that grows with every change a watcher sees (transitions, steps): the id of
@@ -47,6 +45,7 @@ class Ledger:
         self.queues: dict[str, FairQueue] = {}
         self.retention_days: float | None = None
         self._changed: dict[str, asyncio.Event] = {}  # tasks someone watches, set on a change
+        self._finished: dict[str, asyncio.Event] = {}  # tasks someone waits for, set at the end
         # stops a task's dispatch (and its pipeline call); the task actor sets it
         self.stop_dispatch: Callable[[Task], None] = lambda task: None
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -159,6 +158,9 @@ class Ledger:
         if timer is not None:
             timer.cancel()
         self._touch(task.id)
+        event = self._finished.pop(task.id, None)
+        if event is not None:
+            event.set()
 
     def _save(self, task: Task, deliveries: list[dict]) -> None:
         future = self.journal.save(task, deliveries=deliveries)
@@ -199,8 +201,17 @@ class Ledger:
         return task
 
     async def wait(self, task_id: str, tenant: str, timeout_s: float) -> Task:
-        """The task once it has ended (and that is committed), or as it is after timeout_s."""
-        return await self.watch(task_id, tenant, NEVER, timeout_s)
+        """The task once it has ended (and that is committed), or as it is after timeout_s.
+        Only the end wakes it, not each step on the way."""
+        task = await self.find(task_id, tenant)
+        if not task.done:  # no await between this check and registering: no end is missed
+            event = self._finished.setdefault(task_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(event.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+            task = await self.find(task_id, tenant)
+        return task
 
     def progress(self, task: Task, step: int, total_steps: int,
                  preview: str | None = None) -> None:
