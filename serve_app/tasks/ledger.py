@@ -192,11 +192,7 @@ class Ledger:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            event = self._changed.setdefault(task_id, asyncio.Event())
-            try:
-                await asyncio.wait_for(event.wait(), left)
-            except asyncio.TimeoutError:
-                pass
+            await self._signal(self._changed, task_id, left)
             task = await self.find(task_id, tenant)
         return task
 
@@ -205,13 +201,18 @@ class Ledger:
         Only the end wakes it, not each step on the way."""
         task = await self.find(task_id, tenant)
         if not task.done:  # no await between this check and registering: no end is missed
-            event = self._finished.setdefault(task_id, asyncio.Event())
-            try:
-                await asyncio.wait_for(event.wait(), timeout_s)
-            except asyncio.TimeoutError:
-                pass
+            await self._signal(self._finished, task_id, timeout_s)
             task = await self.find(task_id, tenant)
         return task
+
+    @staticmethod
+    async def _signal(events: dict[str, asyncio.Event], task_id: str, timeout_s: float) -> None:
+        """Until the task's event in `events` is set, or timeout_s."""
+        event = events.setdefault(task_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
 
     def progress(self, task: Task, step: int, total_steps: int,
                  preview: str | None = None) -> None:
