@@ -264,9 +264,7 @@ class Gateway:
                 raise GatewayTimeoutError(
                     f"task {task_id} did not finish within {self.config.compat.sync_wait_s:g} "
                     f"s; it goes on: GET /v1/tasks/{task_id}", param=None)
-            wait = max(1, min(MAX_WAIT_S, int(left)))
-            task = await call(self.tasks.wait.remote(task_id, tenant, wait),
-                              timeout_s=wait + ACTOR_WAIT_S)
+            task = await self.wait_task(task_id, tenant, max(1, min(MAX_WAIT_S, int(left))))
         if task.status != "completed":
             error = task.error
             raise TaskFailedError(error.message if error else f"the task was {task.status}",
@@ -421,11 +419,15 @@ class Gateway:
                         wait_s: float = 0) -> TaskView:
         """The task view; with wait_s, once the task has ended or after wait_s seconds."""
         if wait_s:
-            task = await call(self.tasks.wait.remote(task_id, tenant, wait_s),
-                              timeout_s=wait_s + ACTOR_WAIT_S)
+            task = await self.wait_task(task_id, tenant, wait_s)
         else:
             task = await call(self.tasks.get.remote(task_id, tenant))
         return await self.task_view(task, base_url)
+
+    async def wait_task(self, task_id: str, tenant: str, wait_s: float) -> Task:
+        """The task once it has ended, or as it is after wait_s seconds."""
+        return await call(self.tasks.wait.remote(task_id, tenant, wait_s),
+                          timeout_s=wait_s + ACTOR_WAIT_S)
 
     async def task_view(self, task: Task, base_url: str, with_b64: bool = True) -> TaskView:
         return await render_task(task, self.store, base_url, self.config.storage.url_ttl_s,

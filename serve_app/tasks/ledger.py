@@ -70,10 +70,13 @@ class Ledger:
     def _withdraw(self, task: Task) -> None:
         self.queues[task.family].remove(task.tenant, task.id)
         self.tasks.pop(task.id, None)
-        timer = self._timers.pop(task.id, None)
+        self._drop_timer(task.id)
+        self.stop_dispatch(task)
+
+    def _drop_timer(self, task_id: str) -> None:
+        timer = self._timers.pop(task_id, None)
         if timer is not None:
             timer.cancel()
-        self.stop_dispatch(task)
 
     def restore(self, task: Task) -> None:
         """A task found unfinished in the database at start: queued again, in its old order;
@@ -154,9 +157,7 @@ class Ledger:
         self.queues[task.family].push(task.tenant, task.id, front=True)
 
     def _ended(self, task: Task) -> None:
-        timer = self._timers.pop(task.id, None)
-        if timer is not None:
-            timer.cancel()
+        self._drop_timer(task.id)
         self._touch(task.id)
         event = self._finished.pop(task.id, None)
         if event is not None:
