@@ -9,8 +9,10 @@ same with `Prefer: wait`, one request answered when the task has ended, whose ov
 reported per request (its answer time minus its own pipeline call, then p50/p95). Also
 reported: the server-side task time (created_at to completed_at, free of polling granularity)
 and the replica's own pipeline time, so the overhead splits into pipeline slowdown inside Serve
-and serving work around it. Without TESSERA_URL the script starts a local Tessera on a fresh Ray
-first. Reports p50/p99 of both, the overhead in ms and the ratio API/direct per image size.
+and serving work around it; and, for a local server on Linux, the CPU time each Ray process
+(and HAProxy, and this client) spent per waited request. Without TESSERA_URL the script starts
+a local Tessera on a fresh Ray first. Reports p50/p99 of both, the overhead in ms and the ratio
+API/direct per image size.
 
     --haproxy: the local Ray runs Serve's HAProxy ingress (RAY_SERVE_ENABLE_HA_PROXY=1 and
     RAY_SERVE_THROUGHPUT_OPTIMIZED=1; ray[serve] brings HAProxy on Linux): HAProxy on the HTTP port
@@ -54,6 +56,34 @@ def direct_times(sizes, repeats, steps, data_dir) -> dict:
             if i:  # the first call warms caches
                 times.append((time.perf_counter() - t0) * 1000)
         out[f"{w}x{h}"] = times
+    return out
+
+
+def process_cpu() -> dict[str, float]:
+    """CPU seconds so far of this machine's Ray processes (by their title: "ray::TaskManager",
+    "ray::ServeReplica:bench:ingress", raylet, gcs_server), HAProxy and this client, summed per
+    name; empty where there is no /proc. A local server only: a remote one's processes are not
+    here."""
+    if not os.path.isdir("/proc"):
+        return {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode(errors="replace").replace("\0", " ").split()
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if not argv:
+            continue
+        name = argv[0] if argv[0].startswith("ray::") else os.path.basename(argv[0])
+        if int(pid) == os.getpid():
+            name = "benchmark client"
+        elif not (name.startswith("ray::") or name in ("raylet", "gcs_server", "haproxy")):
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
     return out
 
 
@@ -118,8 +148,14 @@ def main(argv=None) -> int:
         key = keys[0]
     try:
         api, server, inference = api_times(url, key, sizes, args.repeats, args.steps)
+        before = process_cpu() if stop else {}
         waited, _, waited_inference = api_times(url, key, sizes, args.repeats, args.steps,
                                                 wait=True)
+        # where the CPU went while waited requests ran, per request: the serving machinery
+        # that the overhead is made of, beside the replica's pipeline
+        served = len(sizes) * (args.repeats + 1)
+        cpu = {name: round((t - before[name]) * 1000 / served, 2)
+               for name, t in process_cpu().items() if name in before and t > before[name]}
         # per request: its answer time minus its own pipeline call, so that a pipeline slowed
         # by a busy machine does not move the overhead (as a difference of two p50s would)
         paired = {size: [a - i for a, i in zip(waited[size], waited_inference[size],
@@ -143,7 +179,8 @@ def main(argv=None) -> int:
                      "overhead_ms": {q: round(a[q] - d[q], 2) for q in ("p50", "p99")},
                      "ratio": {q: round(a[q] / d[q], 2) for q in ("p50", "p99")}})
     report = {"repeats": args.repeats, "steps": args.steps, "haproxy": args.haproxy,
-              "rows": rows}
+              "rows": rows, "waiting_cpu_ms_per_request": dict(
+                  sorted(cpu.items(), key=lambda kv: -kv[1]))}
     lines = ["| size | direct p50 | API p50 | overhead p50 | ratio p50 | direct p99 | API p99 "
              "| overhead p99 | ratio p99 | server-side task p50 | replica pipeline p50 | "
              "API p50, Prefer: wait | its overhead over its pipeline p50 | "
@@ -158,6 +195,9 @@ def main(argv=None) -> int:
                      f"{r['api_wait_ms']['p50']} | "
                      f"{r['api_wait_ms']['p50'] - r['replica_pipeline_wait_ms']['p50']:.1f} | "
                      f"{r['wait_overhead_ms']['p50']} / {r['wait_overhead_ms']['p95']} |")
+    if cpu:
+        lines += ["", "CPU per waited request (ms), by process: " + ", ".join(
+            f"{name} {ms}" for name, ms in report["waiting_cpu_ms_per_request"].items())]
     write_report(args.output, "overhead", report, "\n".join(lines) + "\n")
     return 0
 
