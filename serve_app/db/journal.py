@@ -27,6 +27,10 @@ logger = logging.getLogger("tessera.db")
 
 RETRY_AFTER = {"Retry-After": "5"}
 
+# Refused submissions remembered, newest kept: a refused task's dispatch is stopped at once, so
+# its stray writes come within moments, and a long outage must not grow the set without end.
+MAX_REFUSED = 10_000
+
 
 def unavailable(exc: BaseException) -> ServiceUnavailableError:
     return ServiceUnavailableError(f"the task database is unavailable: {type(exc).__name__}: "
@@ -49,7 +53,8 @@ class Journal:
         self._queue: list[_Write] = []
         self._wake = asyncio.Event()
         self._latest: dict[str, asyncio.Future] = {}  # task id -> its newest write
-        self._refused: set[str] = set()  # submissions the database refused: never written
+        # submissions the database refused, never to be written (a dict: oldest first)
+        self._refused: dict[str, None] = {}
         self.commits = 0
         self.worker = asyncio.create_task(self._run())
 
@@ -99,7 +104,9 @@ class Journal:
             except Exception as exc:
                 logger.warning("commit of %d task writes failed: %s", len(batch), exc)
                 refused = {w.task_id for w in batch if w.durable}
-                self._refused |= refused
+                self._refused.update(dict.fromkeys(refused))
+                while len(self._refused) > MAX_REFUSED:
+                    self._refused.pop(next(iter(self._refused)))
                 for w in batch:
                     if w.durable:  # a submission: the caller answers 503, nothing was accepted
                         w.future.set_exception(unavailable(exc))
