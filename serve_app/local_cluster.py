@@ -95,7 +95,8 @@ def gpu_family_args(max_replicas: int = 2) -> dict:
     """FLUX on one GPU per replica, reacting within seconds (demo settings, not production's)."""
     return {"families": {"flux": {"num_gpus": 1, "num_cpus": 0.5, "autoscaling": {
         "min_replicas": 1, "max_replicas": max_replicas, "target_ongoing_requests": 1,
-        "upscale_delay_s": 1, "downscale_delay_s": 3, "look_back_period_s": 2}}}}
+        "upscale_delay_s": 1, "downscale_delay_s": 3, "metrics_interval_s": 0.5,
+        "look_back_period_s": 2}}}}
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -26,7 +26,19 @@ class AutoscalingSettings(_Strict):
     upscale_delay_s: float = Field(5.0, ge=0)
     downscale_delay_s: float = Field(60.0, ge=0)
     downscale_to_zero_delay_s: float | None = None
+    metrics_interval_s: float = Field(
+        10.0, gt=0, description="how often replicas and handles report their load to Serve's "
+        "controller (Serve's default); lower it only to react within seconds, as demos do")
     look_back_period_s: float = Field(30.0, gt=0, description="window the load is averaged over")
+
+    @model_validator(mode="after")
+    def _window_holds_reports(self) -> AutoscalingSettings:
+        # Serve averages the reports inside the window: a window shorter than one report
+        # interval sees at most one (Serve warns today and will refuse it later).
+        if self.look_back_period_s <= self.metrics_interval_s:
+            raise ValueError(f"look_back_period_s ({self.look_back_period_s}) must be greater "
+                             f"than metrics_interval_s ({self.metrics_interval_s})")
+        return self
 
 
 class DeploymentSettings(_Strict):

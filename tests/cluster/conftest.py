@@ -25,6 +25,7 @@ def cluster():
                                 "autoscaling": {"min_replicas": 0, "max_replicas": 1,
                                                 "downscale_delay_s": 3,
                                                 "downscale_to_zero_delay_s": 3,
+                                                "metrics_interval_s": 0.5,
                                                 "look_back_period_s": 2}}
     c.url = c.serve({**args, "limits": {"task_deadline_s": 300}})
     yield c

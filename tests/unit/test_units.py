@@ -185,6 +185,16 @@ def test_serve_options_autoscaling_or_fixed():
     assert cfg.ingress.serve_options()["num_replicas"] == 1
 
 
+def test_autoscaling_window_must_hold_more_than_one_load_report():
+    fast = {"metrics_interval_s": 0.5, "look_back_period_s": 2}
+    cfg = load_config({"families": {"flux": {"autoscaling": fast}}}, environ={})
+    assert cfg.families["flux"].serve_options()["autoscaling_config"]["metrics_interval_s"] == 0.5
+    # Serve's own default interval is 10 s: a 2 s window alone is refused, naming both fields
+    with pytest.raises(Exception, match="look_back_period_s.*metrics_interval_s"):
+        load_config({"families": {"flux": {"autoscaling": {"look_back_period_s": 2}}}},
+                    environ={})
+
+
 def test_api_keys(tmp_path):
     assert parse_api_keys("k1=a, k2=b") == {"k1": "a", "k2": "b"}
     with pytest.raises(InvalidRequestError):
