@@ -62,6 +62,9 @@ def start_local_apps(apps: dict[str, dict], port: int = 0):
     import tempfile
 
     os.environ.setdefault("TESSERA_API_KEYS", "bench-key-a=bench-a,bench-key-b=bench-b")
+    # Torn down whole, with no load balancer to drain: behind HAProxy, Serve would keep each
+    # ingress replica up 30 s after shutdown began (read by the replica when it starts).
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
     import ray
     from ray import serve
 
