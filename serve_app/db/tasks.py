@@ -30,8 +30,10 @@ def _upsert_statement(dialect: str):
     else:
         from sqlalchemy.dialects.sqlite import insert
     stmt = insert(tasks)
+    # An ended task's row is final: nothing (a retried submission included) rewrites it.
     return stmt.on_conflict_do_update(index_elements=["id"], set_={
-        c: stmt.excluded[c] for c in ("status", "updated_at", "completed_at", "record")})
+        c: stmt.excluded[c] for c in ("status", "updated_at", "completed_at", "record")},
+        where=tasks.c.completed_at.is_(None))
 
 
 def upsert(engine: Engine, rows: list[dict], deliveries: list[dict] | None = None) -> None:

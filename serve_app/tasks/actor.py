@@ -55,6 +55,7 @@ class TaskManager:
         self._retention: Retention | None = None
         self._store = None
         self._ready = asyncio.Event()
+        self._started_at = time.time()
         self._configuring = asyncio.Lock()
         self._key_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.outbox: WebhookOutbox | None = None
@@ -132,6 +133,13 @@ class TaskManager:
         known = self.ledger.tasks.get(task.id)
         if known is not None:  # Ray retried this call after a restart: it was accepted
             return self.ledger.snapshot(known)
+        if task.created_at <= self._started_at:
+            # Made before this process started: Ray may be retrying a call that the previous
+            # process accepted, and the task may have ended and left memory since. The stored
+            # task is the answer; it is never overwritten.
+            stored = await self.ledger.stored(task.id, task.tenant)
+            if stored is not None:
+                return await self._view(stored)
         if task.idempotency_key is None:
             return await self._accept(task)
         slot = (task.tenant, task.idempotency_key)

@@ -10,6 +10,7 @@ or did not finish before its own deadline, fails with the reason.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -61,7 +62,16 @@ class FamilyDispatcher:
                 candidate = self.ledger.tasks.get(task_id)
                 task = candidate if candidate is not None and not candidate.done else None
             m().queue_depth.set(len(queue), tags={"family": self.family})
-            self.inflight[task.id] = asyncio.create_task(self._traced_run(task))
+            run = asyncio.create_task(self._traced_run(task))
+            self.inflight[task.id] = run
+            # a done callback, not a `finally` in the coroutine: a task cancelled before its
+            # coroutine first runs never enters it, and its slot would be lost for good
+            run.add_done_callback(functools.partial(self._release, task.id))
+
+    def _release(self, task_id: str, run: asyncio.Task) -> None:
+        if self.inflight.get(task_id) is run:
+            del self.inflight[task_id]
+        self.slots.release()
 
     def stop(self, task_id: str) -> None:
         """Stop a task's dispatch: its stream is cancelled, and with it the task in the
@@ -81,11 +91,7 @@ class FamilyDispatcher:
         queued.end()
         with tracer().start_as_current_span("tessera.dispatch", context=parent,
                                             attributes=attrs) as span:
-            try:
-                await self._run(task)
-            finally:
-                self.inflight.pop(task.id, None)
-                self.slots.release()
+            await self._run(task)
             span.set_attribute("tessera.status", task.status)
             if task.error:
                 span.set_attribute("tessera.error_code", task.error.code)

@@ -245,6 +245,11 @@ class Ledger:
                                f"{self.retention_days}-day retention period", param="task_id")
         return task
 
+    async def stored(self, task_id: str, tenant: str) -> Task | None:
+        """The tenant's task as stored, or None where no such task was ever stored."""
+        found = await self.db(task_rows.load, self.journal.engine, task_id)
+        return found[0] if found is not None and found[0].tenant == tenant else None
+
     async def newest(self, tenant: str, status: str | None, limit: int) -> list[Task]:
         """The tenant's newest tasks, as committed; those still in memory as they are now."""
         stored = await self.db(task_rows.newest, self.journal.engine, tenant, status, limit)

@@ -241,3 +241,65 @@ def test_a_refused_submission_never_runs_and_is_never_stored(tmp_path):
             await tm.get("t1", "a")
         await tm.close()
     run(main())
+
+
+def test_tasks_cancelled_before_their_dispatch_runs_give_back_their_slot(tmp_path):
+    """One slot: a task cancelled (or past an instant deadline) between being handed to the
+    dispatcher and its dispatch first running must not keep that slot, or the family stops
+    for every tenant."""
+    async def main():
+        tm = TaskManager()
+        await tm.configure(config(tmp_path, 100, max_queued=100), {"flux": Handle(ok)})
+        dispatcher = tm._dispatchers["flux"]
+        for i in range(12):  # instant deadlines
+            instant = task(i).model_copy(update={"cancel_at": time.time()})
+            await tm.submit(instant)
+        for i in range(12, 24):  # cancelled right after the dispatcher took them
+            await tm.submit(task(i))
+            await asyncio.sleep(0)
+            await tm.cancel(f"t{i}", "a")
+        await tm.submit(task(99, tenant="b"))
+        assert (await until_done(tm, "t99", tenant="b"))["status"] == "completed"
+        await asyncio.sleep(0.05)
+        assert dispatcher.inflight == {}
+        await tm.close()
+    run(main())
+
+
+def test_a_retried_submit_never_overwrites_a_task_that_ended(tmp_path):
+    """Ray retries a submit that was in flight when the actor died. If the task it carries
+    was accepted, ran, ended and left memory meanwhile, the retry answers the stored task and
+    writes nothing."""
+    async def main():
+        tm = TaskManager()
+        await tm.configure(config(tmp_path, keep_finished_s=0.0), {"flux": Handle(ok)})
+        original = task(1)
+        await tm.submit(original)
+        assert (await until_done(tm, "t1"))["status"] == "completed"
+        await tm.close()
+
+        restarted = TaskManager()  # a new process: nothing in memory
+        await restarted.configure(config(tmp_path, keep_finished_s=0.0),
+                                  {"flux": Handle(ok)})
+        again = await restarted.submit(original)  # Ray's retry of the same call
+        assert again.status == "completed"
+        await asyncio.sleep(0.2)
+        assert (await restarted.get("t1", "a")).status == "completed"
+        await restarted.close()
+    run(main())
+
+
+def test_an_ended_row_is_final_in_the_database(tmp_path):
+    from serve_app.db import tasks as task_rows
+
+    async def main():
+        tm = TaskManager()
+        await tm.configure(config(tmp_path), {"flux": Handle(ok)})
+        await tm.submit(task(1))
+        await until_done(tm, "t1")
+        await asyncio.sleep(0.1)
+        engine = tm.ledger.journal.engine
+        task_rows.upsert(engine, [task_rows.row(task(1))])  # a queued state, written late
+        assert task_rows.load(engine, "t1")[0].status == "completed"
+        await tm.close()
+    run(main())
