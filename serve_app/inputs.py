@@ -2,9 +2,10 @@
 
 An input is base64 (plain or a data URI), an http(s) URL, or an `upload_id` from `/v1/uploads`.
 Every path ends in `decode_image`, which checks the format by its magic bytes and the pixel count
-before decoding (a decompression bomb is refused from its header). URL fetches refuse loopback,
-link-local and private addresses unless the config allows them, follow redirects only after
-checking each hop, and stop at the byte cap.
+before decoding (a decompression bomb is refused from its header). URL fetches go through
+`core.netguard` (globally routable addresses only unless the config allows others, requested at
+the address that was checked, one total deadline), follow redirects only after checking each
+hop, and stop at the byte cap.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ import asyncio
 import base64
 import binascii
 import io
-import ipaddress
-import socket
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
+from serve_app.core import netguard
 from serve_app.core.errors import (
-    ForbiddenURLError,
     ImageFetchError,
     InvalidRequestError,
     PayloadTooLargeError,
@@ -75,46 +74,34 @@ def decode_base64(text: str, *, param: str, max_bytes: int) -> bytes:
         raise InvalidRequestError(f"{param} is not valid base64", param=param) from None
 
 
-def check_url_allowed(url: str, *, param: str, allow_private: bool,
-                      error: type[TesseraError] = ForbiddenURLError) -> None:
-    """Only http(s), and (unless allowed) no loopback, link-local or private address: image
-    URLs and webhooks alike."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise error(f"{param}: only http(s) URLs are allowed", param=param)
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ImageFetchError(f"{param}: cannot resolve {parts.hostname}: {exc}",
-                              param=param) from None
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-                or ip.is_multicast or ip.is_unspecified):
-            raise error(
-                f"{param}: {parts.hostname} resolves to {ip}, a loopback, link-local or "
-                "private address; such URLs are not allowed", param=param)
-
-
 async def fetch_url(url: str, *, param: str, max_bytes: int, timeout_s: float,
                     allow_private: bool) -> bytes:
+    """GET an image: each hop resolved and checked once and requested at that address, the
+    whole fetch (redirects included) within timeout_s."""
+    return await netguard.within(
+        timeout_s, _fetch(url, param=param, max_bytes=max_bytes, allow_private=allow_private),
+        what=f"fetching {url}", param=param)
+
+
+async def _fetch(url: str, *, param: str, max_bytes: int, allow_private: bool) -> bytes:
     import httpx
 
-    async with httpx.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
+    async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            # DNS lookups block: off the event loop.
-            await asyncio.to_thread(check_url_allowed, url, param=param,
-                                    allow_private=allow_private)
+            target = await netguard.resolve_async(url, param=param, allow_private=allow_private)
             try:
-                async with client.stream("GET", url) as response:
+                async with netguard.pinned_stream(client, "GET", target) as response:
                     if response.is_redirect:
                         url = urljoin(url, response.headers.get("location", ""))
                         continue
                     if response.status_code != 200:
                         raise ImageFetchError(f"{param}: GET {url} answered "
                                               f"{response.status_code}", param=param)
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > max_bytes:
+                        raise PayloadTooLargeError(
+                            f"{param}: the image at {url} is over {max_bytes} bytes",
+                            param=param)
                     chunks, total = [], 0
                     async for chunk in response.aiter_bytes():
                         total += len(chunk)

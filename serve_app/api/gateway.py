@@ -25,7 +25,7 @@ from serve_app.catalog import (
     model_terms,
     unavailable_reason,
 )
-from serve_app.core import telemetry
+from serve_app.core import netguard, telemetry
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import (
     GatewayTimeoutError,
@@ -46,7 +46,7 @@ from serve_app.core.keys import input_key, output_key
 from serve_app.core.storage import OutputStore
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import GenerateParams
-from serve_app.inputs import check_url_allowed, decode_base64, decode_image, fetch_url
+from serve_app.inputs import decode_base64, decode_image, fetch_url
 from serve_app.models import ModelRecord
 from serve_app.protocol import (
     EditRequest,
@@ -289,9 +289,9 @@ class Gateway:
             canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True)
             digest = hashlib.sha256(f"{request.url.path}\n{canonical}".encode()).hexdigest()
         if body.webhook is not None:
-            await asyncio.to_thread(check_url_allowed, body.webhook, param="webhook",
-                                    allow_private=self.config.inputs.allow_private_urls,
-                                    error=WebhookURLError)
+            await netguard.resolve_async(body.webhook, param="webhook",
+                                         allow_private=self.config.inputs.allow_private_urls,
+                                         error=WebhookURLError)
         return TaskOptions(cancel_after_s=cancel_after, preview=body.preview,
                            webhook=body.webhook,
                            webhook_events=tuple(dict.fromkeys(body.webhook_events_filter)),
@@ -338,6 +338,8 @@ class Gateway:
     async def load_image(self, tenant: str, ref, param: str, mode: str = "RGB"):
         limits = self.config.inputs
         kind, value = image_source(ref)
+        if kind == "url":
+            netguard.parse(value, param=param)  # a malformed URL is a 400 before anything
         own = self.store.own_key(value) if kind == "url" else None
         if own is not None and own.startswith(f"{tenant}/"):
             # one of our own output links (an image just generated): read from the store

@@ -30,6 +30,16 @@ def due(engine: Engine, now: float, limit: int = 50) -> list[dict]:
     return [dict(r) for r in rows]
 
 
+def claim(engine: Engine, delivery_ids: list[str], until: float) -> None:
+    """Lease deliveries being tried (or put off) until `until`: the next scan passes them
+    over, and a process that dies mid-try leaves them due again once the lease ends."""
+    if not delivery_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(update(deliveries).where(deliveries.c.id.in_(delivery_ids))
+                     .values(next_attempt_at=until))
+
+
 def next_due(engine: Engine) -> float | None:
     with engine.connect() as conn:
         return conn.execute(select(deliveries.c.next_attempt_at)

@@ -241,15 +241,13 @@ class TaskManager:
         pending = [d.loop for d in self._dispatchers.values()] + [
             t for d in self._dispatchers.values() for t in d.inflight.values()]
         pending += self._background
-        if self.outbox is not None:
-            pending.append(self.outbox.worker)
         if self.ledger.journal is not None:
             pending.append(self.ledger.journal.worker)
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         if self.outbox is not None:
-            await self.outbox.close_client()
+            await self.outbox.close()
         if self.ledger.journal is not None:
             self.ledger.journal.engine.dispose()
 

@@ -5,7 +5,9 @@ A delivery is a database row, committed in the same transaction as the task's st
 makes it, so no ended task loses its webhook and deliveries survive restarts. A failed try
 (no answer, or not 2xx) waits `backoff_base_s` x 2^(tries-1), up to `max_attempts`; every try
 of one delivery carries the same `webhook-id`, so a receiver can drop duplicates. The URL passes
-the private-address guard again at each try (a name may resolve elsewhere later).
+the address guard again at each try (a name may resolve elsewhere later) and each try has one
+total deadline (`timeout_s`). Tries run each on their own, at most `PER_RECEIVER` at once to
+one receiver, so a slow receiver delays only its own deliveries.
 """
 
 from __future__ import annotations
@@ -19,20 +21,32 @@ import logging
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
+from serve_app.core import netguard
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import WebhookURLError
 from serve_app.db import tasks as task_rows
 from serve_app.db import webhooks as rows
-from serve_app.inputs import check_url_allowed
 from serve_app.tasks.state import Task
 from serve_app.views import render_task
 
 logger = logging.getLogger("tessera.webhooks")
 
 START, COMPLETED = "start", "completed"
-MAX_BATCH = 50
+MAX_BATCH = 200  # deliveries read per scan
+MAX_INFLIGHT = 200  # tries in flight at once, every receiver together
+PER_RECEIVER = 4  # tries in flight to one receiver (host:port); the rest of its wait
+DEFER_S = 1.0  # how far a receiver's deliveries past its share are put off
 MAX_STATES = 10_000
+
+
+def _receiver(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}"
+    except ValueError:
+        return url
 
 
 def tenant_secret(signing_key: str, tenant: str) -> str:
@@ -52,6 +66,8 @@ class WebhookOutbox:
         self._key: str | None = config.webhooks.signing_key
         self._wake = asyncio.Event()
         self._client = None  # one connection pool for every delivery, made on first use
+        self._inflight: dict[str, asyncio.Task] = {}  # delivery id -> its try
+        self._per_receiver: dict[str, int] = {}
         self.worker = asyncio.create_task(self._run())
 
     async def secret(self, tenant: str) -> str:
@@ -71,7 +87,12 @@ class WebhookOutbox:
     def wake(self) -> None:
         self._wake.set()
 
-    async def close_client(self) -> None:
+    async def close(self) -> None:
+        """Stop scanning and trying (what a dead process does; in-process for tests)."""
+        pending = [self.worker, *self._inflight.values()]
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self._client is not None:
             await self._client.aclose()
 
@@ -94,8 +115,7 @@ class WebhookOutbox:
     async def _run(self) -> None:
         while True:
             try:
-                due = await asyncio.to_thread(rows.due, self.engine, time.time(), MAX_BATCH)
-                await asyncio.gather(*(self._deliver(d) for d in due))
+                await self._start_due()
                 upcoming = await asyncio.to_thread(rows.next_due, self.engine)
             except Exception:  # the database is away: try again shortly
                 logger.exception("webhook outbox")
@@ -107,12 +127,59 @@ class WebhookOutbox:
             except asyncio.TimeoutError:
                 pass
 
+    async def _start_due(self) -> None:
+        """Start a try of each due delivery, each on its own: a slow receiver holds up only
+        its own deliveries (at most PER_RECEIVER tries to it at once, the rest put off)."""
+        room = MAX_INFLIGHT - len(self._inflight)
+        if room <= 0:
+            return
+        now = time.time()
+        due = await asyncio.to_thread(rows.due, self.engine, now, min(room, MAX_BATCH))
+        start, later = [], []
+        for d in due:
+            if d["id"] in self._inflight:
+                continue
+            receiver = _receiver(d["url"])
+            if self._per_receiver.get(receiver, 0) >= PER_RECEIVER:
+                later.append(d["id"])
+                continue
+            self._per_receiver[receiver] = self._per_receiver.get(receiver, 0) + 1
+            start.append((d, receiver))
+        # leased for longer than one try can take, so the next scan passes them over
+        await asyncio.to_thread(rows.claim, self.engine, [d["id"] for d, _ in start],
+                                now + self.settings.timeout_s + 5)
+        await asyncio.to_thread(rows.claim, self.engine, later, now + DEFER_S)
+        for d, receiver in start:
+            attempt = asyncio.create_task(self._deliver(d))
+            self._inflight[d["id"]] = attempt
+            attempt.add_done_callback(
+                lambda _, i=d["id"], r=receiver: self._tried(i, r))
+
+    def _tried(self, delivery_id: str, receiver: str) -> None:
+        self._inflight.pop(delivery_id, None)
+        left = self._per_receiver.get(receiver, 1) - 1
+        if left > 0:
+            self._per_receiver[receiver] = left
+        else:
+            self._per_receiver.pop(receiver, None)
+        self._wake.set()
+
     async def _task(self, task_id: str) -> Task | None:
         task = self.live.get(task_id)
         if task is None:
             found = await asyncio.to_thread(task_rows.load, self.engine, task_id)
             task = found[0] if found else None
         return task
+
+    async def _post(self, url: str, body: str, headers: dict) -> int:
+        """The POST to the address the guard checked (the URL passes it again at each try:
+        a name may resolve elsewhere later)."""
+        target = await netguard.resolve_async(
+            url, param="webhook", allow_private=self.config.inputs.allow_private_urls,
+            error=WebhookURLError)
+        async with netguard.pinned_stream(self._client, "POST", target, headers=headers,
+                                          content=body.encode()) as response:
+            return response.status_code
 
     async def _deliver(self, d: dict) -> None:
         import httpx
@@ -127,19 +194,19 @@ class WebhookOutbox:
             view = await render_task(task, self.store, task.base_url,
                                      self.config.storage.url_ttl_s, with_b64=False)
             body = view.model_dump_json()
-            await asyncio.to_thread(check_url_allowed, d["url"], param="webhook",
-                                    allow_private=self.config.inputs.allow_private_urls,
-                                    error=WebhookURLError)
             now = datetime.datetime.now(datetime.timezone.utc)
             signature = Webhook(await self.secret(d["tenant"])).sign(d["id"], now, body)
             headers = {"webhook-id": d["id"], "webhook-timestamp": str(int(now.timestamp())),
                        "webhook-signature": signature, "content-type": "application/json",
                        "user-agent": "tessera-webhooks"}
             if self._client is None:
-                self._client = httpx.AsyncClient(timeout=self.settings.timeout_s)
-            response = await self._client.post(d["url"], content=body, headers=headers)
-            if not 200 <= response.status_code < 300:
-                error = f"the receiver answered HTTP {response.status_code}"
+                self._client = httpx.AsyncClient(timeout=self.settings.timeout_s,
+                                                 trust_env=False)
+            status = await netguard.within(
+                self.settings.timeout_s, self._post(d["url"], body, headers),
+                what="the delivery", param="webhook")
+            if not 200 <= status < 300:
+                error = f"the receiver answered HTTP {status}"
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         if error is None:
@@ -149,6 +216,8 @@ class WebhookOutbox:
         else:
             status = rows.PENDING
             next_at = time.time() + self.settings.backoff_base_s * 2 ** (attempts - 1)
-        self._set_state(d["task_id"], status, attempts, error)
+        if error is not None:
+            logger.info("webhook %s try %d: %s", d["id"], attempts, error)
         await asyncio.to_thread(rows.record, self.engine, d["id"], status, attempts, next_at,
                                 error)
+        self._set_state(d["task_id"], status, attempts, error)  # shown once it is stored

@@ -304,3 +304,70 @@ def test_an_ended_row_is_final_in_the_database(tmp_path):
         assert task_rows.load(engine, "t1")[0].status == "completed"
         await tm.close()
     run(main())
+
+
+def test_a_slow_webhook_receiver_delays_only_its_own_deliveries(tmp_path):
+    """Twelve deliveries to a receiver that never answers in time, then one to a quick
+    receiver: the quick one arrives at once, and each slow try ends at the total deadline."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    arrived: dict[str, float] = {}
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(5)
+
+        def log_message(self, *args):
+            pass
+
+    class Quick(BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["content-length"]))
+            arrived[self.headers["webhook-id"]] = time.monotonic()
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), h) for h in (Slow, Quick)]
+    for s in servers:
+        s.daemon_threads = True
+        threading.Thread(target=s.serve_forever, daemon=True).start()
+    slow_url, quick_url = (f"http://127.0.0.1:{s.server_address[1]}/hook" for s in servers)
+    cfg = config(tmp_path, 100, max_queued=100)
+    cfg["webhooks"].update(timeout_s=1.0, backoff_base_s=30)
+    cfg["inputs"]["allow_private_urls"] = True
+
+    async def main():
+        tm = TaskManager()
+        await tm.configure(cfg, {"flux": Handle(ok)})
+        for i in range(12):
+            await tm.submit(task(i).model_copy(update={"webhook": slow_url,
+                                                       "webhook_events": ["completed"]}))
+        for i in range(12):
+            await until_done(tm, f"t{i}")
+        await asyncio.sleep(0.2)  # the slow tries are under way
+        sent = time.monotonic()
+        await tm.submit(task(99, tenant="b").model_copy(update={
+            "webhook": quick_url, "webhook_events": ["completed"]}))
+        await until_done(tm, "t99", tenant="b")
+        for _ in range(100):
+            if arrived:
+                break
+            await asyncio.sleep(0.02)
+        quick = (await tm.get("t99", "b")).webhook_state
+        await asyncio.sleep(1.5)  # past the slow tries' total deadline
+        slow = (await tm.get("t0", "a")).webhook_state
+        await tm.close()
+        return sent, quick, slow
+
+    try:
+        sent, quick, slow = asyncio.run(main())
+    finally:
+        for s in servers:
+            s.shutdown()
+    assert arrived and min(arrived.values()) - sent < 0.8
+    assert quick["status"] == "delivered"
+    assert slow["status"] == "pending" and "longer than 1 s" in slow["last_error"]

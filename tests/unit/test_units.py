@@ -285,7 +285,7 @@ def test_mask_resize_stays_binary_and_routing():
 
 def test_url_guard_refuses_private_addresses():
     from serve_app.core.errors import ForbiddenURLError
-    from serve_app.inputs import check_url_allowed
+    from serve_app.core.netguard import resolve as check_url_allowed
 
     for url in ("http://127.0.0.1/x.png", "http://10.1.2.3/x.png", "http://169.254.169.254/",
                 "http://[::1]/x.png", "http://192.168.0.1/", "file:///etc/passwd"):
