@@ -10,7 +10,6 @@ hop, and stop at the byte cap.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import io

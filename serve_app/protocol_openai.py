@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 # Tessera parameters a client passes with the SDK's `extra_body`
 EXTRA = ("negative_prompt", "seed", "num_inference_steps", "guidance_scale", "cancel_after",
          "webhook", "webhook_events_filter")
+# OpenAI's images parameters that Tessera accepts and does not use
+OPENAI_UNUSED = frozenset({"background", "input_fidelity", "moderation", "output_compression",
+                           "partial_images", "quality", "stream", "style", "user"})
 
 
 class OpenAIImageRequest(BaseModel):
@@ -29,8 +32,14 @@ class OpenAIImageRequest(BaseModel):
     output_format: str | None = None
 
     def ignored(self) -> list[str]:
-        return sorted(k for k, v in (self.model_extra or {}).items()
-                      if k not in EXTRA and k != "strength" and v is not None)
+        """What the answer's Tessera-Ignored-Parameters header lists: OpenAI's own parameter
+        names that Tessera does not use, and only a count of any other keys (a response header
+        is never built from the client's text)."""
+        unused = {k for k, v in (self.model_extra or {}).items()
+                  if k not in EXTRA and k != "strength" and v is not None}
+        known = sorted(unused & OPENAI_UNUSED)
+        others = len(unused - OPENAI_UNUSED)
+        return known + ([f"{others} unrecognised"] if others else [])
 
     def to_native(self, default_model: str, extra: tuple[str, ...] = EXTRA) -> dict[str, Any]:
         """The fields of a Tessera GenerationRequest / EditRequest."""

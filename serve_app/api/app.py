@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 
 import ray
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.trace import SpanKind
@@ -20,6 +20,7 @@ from serve_app.api import files, images, models, tasks, uploads, webhooks
 from serve_app.api.deps import gateway
 from serve_app.api.dialects import deepinfra, hyperstack, imagepipeline, openai
 from serve_app.api.gateway import Gateway
+from serve_app.api.holds import TenantHolds
 from serve_app.auth import ApiKeys
 from serve_app.core import telemetry
 from serve_app.core.config import TesseraConfig
@@ -44,8 +45,8 @@ app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="pla
 
 
 @app.get("/", include_in_schema=False)
-async def to_playground(request: Request):
-    return RedirectResponse(f"{request.base_url}playground/")
+async def to_playground():
+    return RedirectResponse("playground/")  # relative: never built from the request's Host
 
 
 class TraceRequests:
@@ -101,6 +102,18 @@ async def readyz(gw: Gateway = Depends(gateway)) -> dict:
     return {"status": "ready", "families": sorted(gw.config.enabled_families())}
 
 
+def public_url(cfg: TesseraConfig) -> str:
+    """The base of the links this server hands out: `public_url`, else Serve's own HTTP bind
+    address (a wildcard bind is named as 127.0.0.1: set public_url for other clients)."""
+    if cfg.public_url:
+        return cfg.public_url.rstrip("/") + "/"
+    from ray.serve.context import _get_global_client
+
+    http = _get_global_client().http_config
+    host = "127.0.0.1" if http.host in (None, "", "0.0.0.0", "::") else http.host
+    return f"http://{f'[{host}]' if ':' in host else host}:{http.port}/"
+
+
 @serve.deployment(name="ingress")
 @serve.ingress(app)
 class Ingress:
@@ -109,7 +122,9 @@ class Ingress:
         # created with its config and handles, so that Ray can restart it on its own
         task_actor = task_manager(cfg.instance, config, families)
         # what the routes reach through `deps` (this instance is the replica's servable object)
-        self.gateway = Gateway(cfg, make_store(cfg), task_actor, model_registry(cfg))
+        holds = TenantHolds(cfg.limits.max_streams_per_tenant, cfg.limits.max_waiting_per_tenant)
+        self.gateway = Gateway(cfg, make_store(cfg), task_actor, model_registry(cfg), holds,
+                               public_url(cfg))
         self.keys = ApiKeys.from_env(cfg.data_dir)
         setup_tracing(cfg.tracing, cfg.data_dir, "ingress")
         setup_logging()

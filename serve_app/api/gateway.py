@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from deployments.outputs import encode_image
 from deployments.registry import FAMILIES
+from serve_app.api.holds import WAITS, TenantHolds
 from serve_app.catalog import (
     CATALOG,
     find_entry,
@@ -86,7 +87,11 @@ def preferred_wait(prefer: str | None) -> int | None:
         value = value.strip().strip('"')
         if not value:
             return MAX_WAIT_S
-        return max(0, min(int(value), MAX_WAIT_S)) if value.isdigit() else None
+        # ASCII digits only ("²".isdigit() is true), and few of them: int() of thousands of
+        # digits raises
+        if value.isascii() and value.isdigit():
+            return min(int(value[:6]), MAX_WAIT_S) if len(value) <= 6 else MAX_WAIT_S
+        return None
     return None
 
 
@@ -147,14 +152,29 @@ async def call(ref, timeout_s: float = ACTOR_WAIT_S) -> Any:
 
 
 class Gateway:
-    def __init__(self, config: TesseraConfig, store: OutputStore, tasks, models):
+    def __init__(self, config: TesseraConfig, store: OutputStore, tasks, models,
+                 holds: TenantHolds, base_url: str):
         self.config = config
+        # where clients reach this server (links, Location): configured, never the request's
+        # Host header, which any client can set
+        self._public = base_url
         self.store = store
         self.tasks = tasks  # the task actor
         self.models = models  # the model registry actor
+        self.holds = holds  # what each tenant holds open here (waits, streams)
         # (tenant, tm_* id) -> its record: every submission looks its model up, and an
         # imported model never changes, so only the first use of one pays the registry's hop
         self._imported: dict[tuple[str, str], ModelRecord] = {}
+
+    def base_url_for(self, request) -> str:
+        """The base of the links in an answer: `public_url` as configured; by default the bind
+        address and the app's route prefix (the ASGI root_path, which Serve sets, not the
+        client)."""
+        if self.config.public_url:
+            return self._public
+        scope = request.scope  # app_root_path: the app's own prefix, not a mounted dialect's
+        prefix = scope.get("app_root_path", scope.get("root_path", ""))
+        return f"{self._public.rstrip('/')}{prefix.rstrip('/')}/"
 
     # ------------------------------------------------------------ models
 
@@ -221,7 +241,7 @@ class Gateway:
         task_id, now = self.created_now()
         return await self.submit(tenant, model, source, task_id, now, params, body.count,
                                  body.response_format, warnings, options,
-                                 str(request.base_url), wait_s)
+                                 self.base_url_for(request), wait_s)
 
     async def submit_edit(self, tenant: str, body: EditRequest, request,
                           wait_s: int | None = None) -> Submitted:
@@ -244,7 +264,7 @@ class Gateway:
         params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key})
         return await self.submit(tenant, model, source, task_id, now, params, body.count,
                                  body.response_format, warnings, options,
-                                 str(request.base_url), wait_s)
+                                 self.base_url_for(request), wait_s)
 
     @property
     def sync_wait_s(self) -> int:
@@ -324,9 +344,14 @@ class Gateway:
         started = time.monotonic()
         # an idempotent replay answers the original task. Waiting is part of the same actor
         # call, which saves a round trip to the task actor on the latency-critical path.
-        answered: Task = await call(
-            self.tasks.submit.remote(task, options.body_hash, wait_s or 0),
-            timeout_s=(wait_s or 0) + ACTOR_WAIT_S)
+        hold = self.holds.take(tenant, WAITS) if wait_s else None  # 429 before submitting
+        try:
+            answered: Task = await call(
+                self.tasks.submit.remote(task, options.body_hash, wait_s or 0),
+                timeout_s=(wait_s or 0) + ACTOR_WAIT_S)
+        finally:
+            if hold is not None:
+                hold.release()
         created = TaskCreated(task_id=answered.id, job_id=answered.id, status=answered.status,
                               model=answered.model, created_at=answered.created_at,
                               queue_position=answered.queue_position,
@@ -408,10 +433,10 @@ class Gateway:
 
         if submitted.wait_s is None:
             return submitted.created
-        view = await self.task_view(submitted.task, str(request.base_url))
+        view = await self.task_view(submitted.task, self.base_url_for(request))
         headers = {"Preference-Applied": f"wait={submitted.wait_s}"}
         if view.status not in TERMINAL:
-            headers["Location"] = f"{request.base_url}v1/tasks/{submitted.task_id}"
+            headers["Location"] = f"{self.base_url_for(request)}v1/tasks/{submitted.task_id}"
         return JSONResponse(view.model_dump(mode="json"), headers=headers,
                             status_code=202 if "Location" in headers else 200)
 
@@ -428,8 +453,9 @@ class Gateway:
 
     async def wait_task(self, task_id: str, tenant: str, wait_s: float) -> Task:
         """The task once it has ended, or as it is after wait_s seconds."""
-        return await call(self.tasks.wait.remote(task_id, tenant, wait_s),
-                          timeout_s=wait_s + ACTOR_WAIT_S)
+        async with self.holds.holding(tenant, WAITS):
+            return await call(self.tasks.wait.remote(task_id, tenant, wait_s),
+                              timeout_s=wait_s + ACTOR_WAIT_S)
 
     async def task_view(self, task: Task, base_url: str, with_b64: bool = True) -> TaskView:
         return await render_task(task, self.store, base_url, self.config.storage.url_ttl_s,

@@ -19,9 +19,11 @@ WATCH_S = 15.0  # one long-poll; sse-starlette pings in between keep proxies fro
 
 def last_seen(task: Task, last_event_id: str | None) -> tuple[int, str | None, int]:
     """(event id, status, step) the client saw last, from its Last-Event-ID."""
-    if last_event_id is None or not last_event_id.strip().isdigit():
+    text = (last_event_id or "").strip()
+    # ASCII digits, and few: "²" is a digit to str.isdigit, and int() refuses thousands
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
         return -1, None, 0
-    seen = int(last_event_id)
+    seen = int(text)
     transitions = seen // 1000
     status = (task.history[transitions - 1]["status"]
               if 0 < transitions <= len(task.history) else None)

@@ -3,9 +3,11 @@ cancellation, and a tenant's newest."""
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.gateway import MAX_WAIT_S, Gateway, call
+from serve_app.api.holds import STREAMS
 from serve_app.api.streams import task_events
 from serve_app.protocol import ErrorResponse, TaskList, TaskStatus, TaskView
 
@@ -17,7 +19,7 @@ async def list_tasks(request: Request, status: TaskStatus | None = Query(None),
                      limit: int = Query(50, ge=1, le=500),
                      tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
     tasks = await call(gw.tasks.list.remote(tenant, status, limit))
-    return TaskList(data=[await gw.task_view(t, str(request.base_url), with_b64=False)
+    return TaskList(data=[await gw.task_view(t, gw.base_url_for(request), with_b64=False)
                           for t in tasks])
 
 
@@ -26,7 +28,7 @@ async def get_task(task_id: str, request: Request,
                    wait: int = Query(0, ge=0, le=MAX_WAIT_S, description=(
                        "long-poll: answer once the task has ended, or after this many seconds")),
                    tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
-    return await gw.read_task(task_id, tenant, str(request.base_url), wait)
+    return await gw.read_task(task_id, tenant, gw.base_url_for(request), wait)
 
 
 @router.post("/v1/tasks/{task_id}/cancel", response_model=TaskView,
@@ -34,7 +36,7 @@ async def get_task(task_id: str, request: Request,
 async def cancel_task(task_id: str, request: Request, tenant: str = Depends(authenticate),
                       gw: Gateway = Depends(gateway)):
     task = await call(gw.tasks.cancel.remote(task_id, tenant))
-    return await gw.task_view(task, str(request.base_url))
+    return await gw.task_view(task, gw.base_url_for(request))
 
 
 @router.get("/v1/tasks/{task_id}/events", response_class=EventSourceResponse, responses={
@@ -43,6 +45,12 @@ async def cancel_task(task_id: str, request: Request, tenant: str = Depends(auth
 async def stream_task(task_id: str, request: Request,
                       last_event_id: str | None = Header(None, alias="Last-Event-ID"),
                       tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
-    task = await call(gw.tasks.get.remote(task_id, tenant))  # 404 before the stream opens
-    return EventSourceResponse(
-        task_events(gw, task, tenant, str(request.base_url), last_event_id), ping=10)
+    hold = gw.holds.take(tenant, STREAMS)  # 429 past the tenant's share of open streams
+    try:
+        task = await call(gw.tasks.get.remote(task_id, tenant))  # 404 before the stream opens
+    except BaseException:
+        hold.release()
+        raise
+    events = task_events(gw, task, tenant, gw.base_url_for(request), last_event_id)
+    return EventSourceResponse(gw.holds.streamed(hold, events), ping=10,
+                               background=BackgroundTask(hold.release))

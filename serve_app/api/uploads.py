@@ -22,7 +22,7 @@ async def create_upload(body: UploadRequest, request: Request,
         raise PayloadTooLargeError(f"uploads are limited to {cap} bytes", param="size")
     upload_id, ttl = new_id("upl"), gw.config.storage.upload_ttl_s
     key = upload_key(tenant, upload_id, body.content_type)
-    url = await asyncio.to_thread(gw.store.upload_url, key, str(request.base_url), ttl)
+    url = await asyncio.to_thread(gw.store.upload_url, key, gw.base_url_for(request), ttl)
     await call(gw.models.add_upload.remote(tenant, upload_id, key, body.content_type,
                                            time.time() + ttl))
     return UploadCreated(upload_id=upload_id, upload_url=url,

@@ -227,6 +227,12 @@ class WebhookSettings(_Strict):
 class LimitSettings(_Strict):
     task_deadline_s: float = Field(900.0, gt=0)
     max_queued_per_tenant: int = Field(500, ge=1)
+    max_streams_per_tenant: int = Field(
+        32, ge=1, description="event streams one tenant may hold open at once in each ingress "
+        "replica; past it, 429 with Retry-After")
+    max_waiting_per_tenant: int = Field(
+        32, ge=1, description="requests one tenant may have waiting for a task at once in each "
+        "ingress replica (long polls, Prefer: wait, the synchronous dialects); past it, 429")
     keep_finished_s: float = Field(
         300.0, ge=0, description="a finished task stays in the task actor's memory this long; "
         "after that it is read from the database, so the actor's memory stays bounded")
@@ -244,11 +250,18 @@ class DatabaseSettings(_Strict):
 
 class TesseraConfig(_Strict):
     data_dir: str = "./.tessera"
+    public_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", description="the URL clients "
+        "reach this server at: signed file links, upload links and Location headers are built "
+        "on it (TESSERA_PUBLIC_URL); default: the server's own HTTP bind address. Never taken "
+        "from a request's Host header")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     instance: str = Field("tessera", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
                           description="names the task and model actors; one per Ray cluster")
     # The ingress only awaits actors and the store: many requests in flight cost little.
-    ingress: DeploymentSettings = DeploymentSettings(num_replicas=1, max_ongoing_requests=128)
+    # Each tenant's held requests are capped (limits.max_*_per_tenant), so this is room for many
+    # tenants at once, and for /healthz beside them.
+    ingress: DeploymentSettings = DeploymentSettings(num_replicas=1, max_ongoing_requests=1024)
     families: dict[str, FamilySettings] | None = Field(
         None, description="listed: deployed (with `enabled` to switch one off); omitted: every "
         "family with its defaults. Names are checked against the registry where the app is built")
@@ -288,6 +301,7 @@ ENV_VARS = {
     "TESSERA_S3_SECURE": ("storage", "s3", "secure"),
     "TESSERA_S3_REGION": ("storage", "s3", "region"),
     "TESSERA_PUBLIC_BASE_URL": ("storage", "public_base_url"),
+    "TESSERA_PUBLIC_URL": ("public_url",),
     "TESSERA_OTLP_ENDPOINT": ("tracing", "otlp_endpoint"),
     "TESSERA_ALLOW_PRIVATE_URLS": ("inputs", "allow_private_urls"),
     "TESSERA_WEBHOOK_SIGNING_KEY": ("webhooks", "signing_key"),

@@ -28,7 +28,7 @@ async def inference(model: str, request: Request, tenant: str = Depends(authenti
     else:
         submitted = await gw.submit_edit(tenant, native_request(EditRequest, fields), request,
                                          wait_s=gw.sync_wait_s)
-    return deepinfra_answer(await gw.finished(submitted, tenant, str(request.base_url)))
+    return deepinfra_answer(await gw.finished(submitted, tenant, gw.base_url_for(request)))
 
 
 def deepinfra_answer(view: TaskView) -> DeepInfraResponse:

@@ -23,7 +23,7 @@ MODALITY_TASKS = {"text-to-image": {"text-to-image"},
 @router.get("/v1/images/tasks/{job_id}", response_model=TaskView)
 async def image_task(job_id: str, request: Request, tenant: str = Depends(authenticate),
                      gw: Gateway = Depends(gateway)):
-    return await gw.read_task(job_id, tenant, str(request.base_url))
+    return await gw.read_task(job_id, tenant, gw.base_url_for(request))
 
 
 @router.get("/v1/base_models", response_model=BaseModelsAnswer)

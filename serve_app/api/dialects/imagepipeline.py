@@ -26,8 +26,8 @@ async def generate(body: ImagePipelineRequest, request: Request,
     submitted = await gw.submit_generation(
         tenant, native, request, file_prefix=body.file_prefix or "", metadata=metadata,
         wait_s=requested_wait(request))
-    view = await gw.task_view(submitted.task, str(request.base_url))
-    queued_urls = (gw.future_urls(tenant, view, body.file_prefix or "", str(request.base_url))
+    view = await gw.task_view(submitted.task, gw.base_url_for(request))
+    queued_urls = (gw.future_urls(tenant, view, body.file_prefix or "", gw.base_url_for(request))
                    if body.queued_image_urls else [])
     return answer(view, queued_urls)
 
@@ -35,7 +35,7 @@ async def generate(body: ImagePipelineRequest, request: Request,
 @router.get("/generate/v3/status/{task_id}", response_model=ImagePipelineAnswer)
 async def status(task_id: str, request: Request, tenant: str = Depends(authenticate),
                  gw: Gateway = Depends(gateway)):
-    return answer(await gw.read_task(task_id, tenant, str(request.base_url)))
+    return answer(await gw.read_task(task_id, tenant, gw.base_url_for(request)))
 
 
 def answer(view: TaskView, queued_urls: list[str] | None = None) -> ImagePipelineAnswer:

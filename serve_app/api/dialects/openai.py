@@ -38,7 +38,7 @@ async def generations(body: OpenAIImageRequest, request: Request,
                       tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
     native = native_request(GenerationRequest, body.to_native(gw.config.compat.default_model))
     submitted = await gw.submit_generation(tenant, native, request, wait_s=gw.sync_wait_s)
-    view = await gw.finished(submitted, tenant, str(request.base_url))
+    view = await gw.finished(submitted, tenant, gw.base_url_for(request))
     return images_response(view, native.prompt, 0, body.ignored())
 
 
@@ -49,7 +49,7 @@ async def edits(request: Request, tenant: str = Depends(authenticate),
     fields = body.to_native(gw.config.compat.default_model, EXTRA + ("strength",))
     native = native_request(EditRequest, {**fields, "image": images, "mask_image": mask})
     submitted = await gw.submit_edit(tenant, native, request, wait_s=gw.sync_wait_s)
-    view = await gw.finished(submitted, tenant, str(request.base_url))
+    view = await gw.finished(submitted, tenant, gw.base_url_for(request))
     image_tokens = len(images) * (view.request.get("width", 0) // 16) * (
         view.request.get("height", 0) // 16)
     return images_response(view, native.prompt, image_tokens, body.ignored())
