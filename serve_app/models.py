@@ -123,8 +123,10 @@ class ModelRegistry:
         """A database that is away answers 503 with Retry-After, never a 500."""
         from sqlalchemy.exc import DBAPIError
 
+        from serve_app.db.engine import run
+
         try:
-            return fn(self.engine, *args)
+            return run(fn, self.engine, *args)
         except DBAPIError as exc:
             raise ServiceUnavailableError(
                 f"the model database is unavailable: {type(exc.orig).__name__}",

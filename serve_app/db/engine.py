@@ -33,10 +33,24 @@ def make_engine(url: str, connect_timeout_s: float = 5.0) -> Engine:
 
         return engine
     # No pre-ping (a round trip before every transaction): after a database restart the first
-    # use of a stale connection fails, SQLAlchemy then drops the whole pool, and the journal
-    # retries the commit (a read answers one 503).
+    # use of a stale connection fails, SQLAlchemy then drops the whole pool, and `run` tries
+    # that call once more on a fresh connection, so the first request after an outage works.
     return create_engine(url, pool_size=5, max_overflow=5, pool_recycle=1800,
                          connect_args={"connect_timeout": int(max(1, connect_timeout_s))})
+
+
+def run(fn, engine: Engine, *args):
+    """fn(engine, *args), once more if the connection it used turned out dead (the database
+    restarted since it was pooled): the whole pool is dropped by then, and the second try
+    connects afresh. Any other error, or a second failure, is raised."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        return fn(engine, *args)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return fn(engine, *args)
 
 
 def migrate(engine: Engine, attempts: int = 10) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from serve_app.core.errors import ServiceUnavailableError
 from serve_app.db import tasks as task_rows
+from serve_app.db.engine import run
 from serve_app.tasks.state import Task
 
 logger = logging.getLogger("tessera.db")
@@ -99,8 +100,8 @@ class Journal:
             rows = {w.task_id: w.row for w in batch}  # the newest state of each task wins
             deliveries = [d for w in batch for d in w.deliveries]  # every one counts
             try:
-                await asyncio.to_thread(task_rows.upsert, self.engine, list(rows.values()),
-                                        deliveries)
+                await asyncio.to_thread(run, task_rows.upsert, self.engine,
+                                        list(rows.values()), deliveries)
             except Exception as exc:
                 logger.warning("commit of %d task writes failed: %s", len(batch), exc)
                 refused = {w.task_id for w in batch if w.durable}

@@ -24,6 +24,7 @@ from serve_app.core.errors import (
 from serve_app.core.metrics import m
 from serve_app.core.types import GenerateResult
 from serve_app.db import tasks as task_rows
+from serve_app.db.engine import run
 from serve_app.db.journal import Journal, unavailable
 from serve_app.tasks.queue import FairQueue
 from serve_app.tasks.state import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task
@@ -291,6 +292,6 @@ class Ledger:
 
     async def db(self, fn, *args):
         try:
-            return await asyncio.to_thread(fn, *args)
+            return await asyncio.to_thread(run, fn, *args)
         except Exception as exc:  # the database is away: 503 with Retry-After, never a 500
             raise unavailable(exc) from None

@@ -28,6 +28,7 @@ from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import WebhookURLError
 from serve_app.db import tasks as task_rows
 from serve_app.db import webhooks as rows
+from serve_app.db.engine import run
 from serve_app.tasks.state import Task
 from serve_app.views import render_task
 
@@ -72,7 +73,7 @@ class WebhookOutbox:
 
     async def secret(self, tenant: str) -> str:
         if self._key is None:
-            self._key = await asyncio.to_thread(rows.signing_key, self.engine)
+            self._key = await asyncio.to_thread(run, rows.signing_key, self.engine)
         return tenant_secret(self._key, tenant)
 
     def deliveries(self, task: Task, event: str) -> list[dict]:
@@ -100,7 +101,7 @@ class WebhookOutbox:
         if not task.webhook:
             return None
         if task.id not in self.states:
-            latest = await asyncio.to_thread(rows.latest, self.engine, task.id)
+            latest = await asyncio.to_thread(run, rows.latest, self.engine, task.id)
             if latest is None:
                 return None
             self._set_state(task.id, latest["status"], latest["attempts"], latest["last_error"])
@@ -116,7 +117,7 @@ class WebhookOutbox:
         while True:
             try:
                 await self._start_due()
-                upcoming = await asyncio.to_thread(rows.next_due, self.engine)
+                upcoming = await asyncio.to_thread(run, rows.next_due, self.engine)
             except Exception:  # the database is away: try again shortly
                 logger.exception("webhook outbox")
                 upcoming = None
@@ -134,7 +135,7 @@ class WebhookOutbox:
         if room <= 0:
             return
         now = time.time()
-        due = await asyncio.to_thread(rows.due, self.engine, now, min(room, MAX_BATCH))
+        due = await asyncio.to_thread(run, rows.due, self.engine, now, min(room, MAX_BATCH))
         start, later = [], []
         for d in due:
             if d["id"] in self._inflight:
@@ -146,9 +147,9 @@ class WebhookOutbox:
             self._per_receiver[receiver] = self._per_receiver.get(receiver, 0) + 1
             start.append((d, receiver))
         # leased for longer than one try can take, so the next scan passes them over
-        await asyncio.to_thread(rows.claim, self.engine, [d["id"] for d, _ in start],
+        await asyncio.to_thread(run, rows.claim, self.engine, [d["id"] for d, _ in start],
                                 now + self.settings.timeout_s + 5)
-        await asyncio.to_thread(rows.claim, self.engine, later, now + DEFER_S)
+        await asyncio.to_thread(run, rows.claim, self.engine, later, now + DEFER_S)
         for d, receiver in start:
             attempt = asyncio.create_task(self._deliver(d))
             self._inflight[d["id"]] = attempt
@@ -167,7 +168,7 @@ class WebhookOutbox:
     async def _task(self, task_id: str) -> Task | None:
         task = self.live.get(task_id)
         if task is None:
-            found = await asyncio.to_thread(task_rows.load, self.engine, task_id)
+            found = await asyncio.to_thread(run, task_rows.load, self.engine, task_id)
             task = found[0] if found else None
         return task
 
@@ -218,6 +219,6 @@ class WebhookOutbox:
             next_at = time.time() + self.settings.backoff_base_s * 2 ** (attempts - 1)
         if error is not None:
             logger.info("webhook %s try %d: %s", d["id"], attempts, error)
-        await asyncio.to_thread(rows.record, self.engine, d["id"], status, attempts, next_at,
+        await asyncio.to_thread(run, rows.record, self.engine, d["id"], status, attempts, next_at,
                                 error)
         self._set_state(d["task_id"], status, attempts, error)  # shown once it is stored

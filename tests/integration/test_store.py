@@ -151,3 +151,29 @@ def test_the_database_going_away_answers_503_and_loses_nothing(postgres, tmp_pat
             await tm.get("t2", "a")  # refused, so never accepted
         await tm.close()
     run(main())
+
+
+def test_the_first_calls_after_a_database_restart_succeed(postgres, tmp_path):
+    """Pooled connections die with the server. Once it is back, the next model-registry call
+    (what validate-hf and import-hf make) and the next submission succeed at once, not with
+    one 503 per stale connection."""
+    from serve_app.models import ModelRegistry
+
+    url = fresh_database(postgres)
+    registry = ModelRegistry(url)
+
+    async def main():
+        tm = TaskManager()
+        await tm.configure(config(tmp_path, database_url=url), {"flux": Handle(ok)})
+        await tm.submit(task(1))
+        await until_done(tm, "t1")
+        assert registry.list("a") == []  # the pool holds a connection now
+        postgres.stop("immediate")
+        postgres.start()
+        assert registry.list("a") == []
+        assert registry.find_upload("a", "upl_missing") is None
+        await tm.submit(task(2))  # durable: committed before it is accepted
+        assert (await until_done(tm, "t2"))["status"] == "completed"
+        assert (await tm.get("t1", "a")).status == "completed"
+        await tm.close()
+    run(main())
