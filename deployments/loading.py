@@ -108,14 +108,17 @@ def source_parameters(spec: FamilySpec, source: str) -> ParameterSpec:
 
 
 def load_pipeline(source: str, data_dir: str, device: str, dtype, batch_invariant: bool,
-                  opts: OptimizationSettings | None = None):
+                  opts: OptimizationSettings | None = None, allow_pickle: bool = False):
     """The model's own pipeline class (from model_index.json), on the device, optimized per
     the family's (device-resolved) settings."""
     from diffusers import DiffusionPipeline
 
     started = time.perf_counter()
     path, transformer_weights = resolve_source(source, data_dir)
-    pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype)
+    # use_safetensors: a component with only pickle weights fails to load instead of being
+    # unpickled (a tenant's checkpoint may be hostile), unless the operator allows pickles
+    pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype,
+                                             use_safetensors=None if allow_pickle else True)
     if transformer_weights:
         from safetensors.torch import load_file
 

@@ -100,7 +100,8 @@ class FamilyServer:
     def _load_sync(self, source: str):
         t0 = time.perf_counter()
         pipe = load_pipeline(source, self.config.data_dir, self.device, self.dtype,
-                             self.calls.batch_invariant, self.calls.opts)
+                             self.calls.batch_invariant, self.calls.opts,
+                             allow_pickle=self.config.allow_pickle_weights)
         if self.calls.opts.warmup:
             warm = self.calls.warm_up(pipe, source)
             logger.info("cold start of %s: %.1f s (warm-up call %.1f s)", source,

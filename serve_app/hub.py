@@ -65,8 +65,7 @@ def locate_on_hub(repo_id: str, found) -> None:
         RepositoryNotFoundError,
     )
 
-    cache = constants.HF_HUB_CACHE
-    found.looked.append(f"Hugging Face cache {cache}")
+    found.looked.append("the Hugging Face cache")
     try:
         cached = try_to_load_from_cache(repo_id, "model_index.json")
     except HFValidationError as exc:  # e.g. "a--b/c", "a/b..c": shapes the Hub forbids
@@ -75,7 +74,7 @@ def locate_on_hub(repo_id: str, found) -> None:
     if isinstance(cached, str):
         found.root = Path(cached).parent
         return
-    not_cached = f"{repo_id}: model_index.json is not in the Hugging Face cache at {cache}"
+    not_cached = f"{repo_id}: model_index.json is not in the Hugging Face cache"
     if hub_offline():
         found.looked.append("the Hugging Face Hub (skipped: HF_HUB_OFFLINE is set)")
         found.errors.append(f"{not_cached} and HF_HUB_OFFLINE is set, so the Hub was not "
@@ -118,8 +117,8 @@ def read_model_card(repo_id: str) -> str | None:
 
 def cached_file(repo_id: str, filename: str) -> tuple[Path | None, str]:
     """(the cached file or None, where it looked)."""
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(repo_id, filename)
     return (Path(cached) if isinstance(cached, str) else None,
-            f"Hugging Face cache {constants.HF_HUB_CACHE}")
+            "the Hugging Face cache")

@@ -18,8 +18,10 @@ from pathlib import Path
 import ray
 from pydantic import BaseModel
 
+from serve_app.core.config import LimitSettings
 from serve_app.core.errors import (
     LicenseNotAcceptedError,
+    RateLimitedError,
     ServiceUnavailableError,
     UnknownModelError,
     UnknownValidationError,
@@ -46,9 +48,11 @@ def model_slug(hf_model_id: str) -> str:
 
 
 class ModelRegistry:
-    def __init__(self, db_url: str, legacy_models_json: str | None = None):
+    def __init__(self, db_url: str, legacy_models_json: str | None = None,
+                 limits: LimitSettings | None = None):
         from serve_app.db.engine import make_engine, migrate
 
+        self.limits = limits or LimitSettings()
         self.engine = make_engine(db_url)
         migrate(self.engine)
         # an imported model never changes: once read, it is served from here (every
@@ -56,6 +60,18 @@ class ModelRegistry:
         self._records: dict[str, ModelRecord] = {}
         if legacy_models_json and Path(legacy_models_json).exists():
             self._import_legacy(Path(legacy_models_json))
+
+    def admit_validation(self, tenant: str) -> None:
+        """429 once the tenant has made `max_validations_per_hour` validations this hour
+        (validating reads checkpoints and may fetch them: work for the server)."""
+        self._within(tenant, "validations", self.limits.max_validations_per_hour,
+                     "validations")
+
+    def _within(self, tenant: str, table: str, limit: int, what: str) -> None:
+        made = self._db(rows.recent, table, tenant, time.time() - 3600)
+        if made >= limit:
+            raise RateLimitedError(f"you made {made} {what} in the last hour, the most "
+                                   "allowed; try again later", headers={"Retry-After": "60"})
 
     def add_validation(self, tenant: str, validation: ValidateResponse) -> None:
         now = time.time()
@@ -70,6 +86,7 @@ class ModelRegistry:
             raise UnknownValidationError(f"no validation {validation_id!r}; call "
                                          "/v1/my-models/validate-hf first", param="validation_id")
         v = ValidateResponse.model_validate(found)
+        self._within(tenant, "models", self.limits.max_imports_per_hour, "imports")
         if not v.supported:
             raise UnsupportedModelError(f"{v.hf_model_id} cannot be imported: "
                                         + "; ".join(v.errors), param="validation_id")
@@ -111,12 +128,23 @@ class ModelRegistry:
                 for r in self._db(rows.tenant_models, tenant)]
 
     def add_upload(self, tenant: str, upload_id: str, key: str, content_type: str,
-                   expires_at: float) -> None:
-        self._db(rows.put_upload, upload_id, tenant, key, content_type, time.time(),
-                        expires_at)
+                   expires_at: float, size: int) -> None:
+        """Record an upload link, within the tenant's quota of links not yet expired."""
+        now = time.time()
+        count, declared = self._db(rows.pending_uploads, tenant, now)
+        if count >= self.limits.max_pending_uploads:
+            raise RateLimitedError(f"you have {count} upload links open, the most allowed; "
+                                   "use or let some expire", headers={"Retry-After": "60"})
+        if declared + size > self.limits.max_pending_upload_bytes:
+            raise RateLimitedError(
+                f"your open upload links already declare {declared} bytes; this one would "
+                f"pass the {self.limits.max_pending_upload_bytes}-byte quota",
+                param="size", headers={"Retry-After": "60"})
+        self._db(rows.put_upload, upload_id, tenant, key, content_type, now, expires_at, size)
 
-    def find_upload(self, tenant: str, upload_id: str) -> tuple[str, str] | None:
-        """(key, content type) of the tenant's upload: another tenant's id is never found."""
+    def find_upload(self, tenant: str, upload_id: str) -> tuple[str, str, int | None] | None:
+        """(key, content type, declared size) of the tenant's upload: another tenant's id is
+        never found."""
         return self._db(rows.get_upload, upload_id, tenant)
 
     def _db(self, fn, *args):
@@ -154,4 +182,4 @@ def model_registry(config):
     return ModelRegistryActor.options(
         name=f"{config.instance}-models", namespace=NAMESPACE, lifetime="detached",
         get_if_exists=True, resources=ON_HEAD).remote(
-        database_url(config), str(Path(config.data_dir) / "models.json"))
+        database_url(config), str(Path(config.data_dir) / "models.json"), config.limits)

@@ -23,7 +23,7 @@ from deployments.loading import (
     explain_build_error,
 )
 from deployments.registry import FAMILIES, TINY_PREFIX, family_for_pipeline
-from serve_app.catalog import CATALOG, model_terms
+from serve_app.catalog import CATALOG, find_entry, model_terms
 from serve_app.hub import cached_file, hub_offline, locate_on_hub, read_model_card
 from serve_app.protocol import ValidateResponse
 
@@ -44,26 +44,28 @@ class Located:
     warnings: list[str] = field(default_factory=list)
 
 
-def locate(model_id: str, data_dir: str | Path) -> Located:
+def locate(model_id: str, config) -> Located:
     if model_id.startswith(TINY_PREFIX):
         spec = FAMILIES.get(model_id[len(TINY_PREFIX):])
         if spec is None or spec.build_tiny is None:
             known = sorted(e for e in CATALOG if e.startswith(TINY_PREFIX))
             return Located(errors=[f"no built-in tiny checkpoint {model_id!r}; known: {known}"])
         try:
-            root = ensure_tiny_checkpoint(data_dir, spec)
+            root = ensure_tiny_checkpoint(config.data_dir, spec)
         except Exception as exc:  # e.g. a component whose library needs a missing package
             return Located(looked=["built-in tiny checkpoints"], errors=[
                 f"the tiny {spec.name} checkpoint could not be built here: "
                 f"{explain_build_error(exc)}"])
         return Located(source=model_id, root=root, looked=["built-in tiny checkpoints"])
-    path = _local_dir(model_id)
+    path = models_dir_path(model_id, config.models_path)
     if path is not None:
-        return Located(source=str(path), root=path, looked=[f"local directory {path}"])
+        return Located(source=str(path), root=path, looked=["the models directory"])
     if model_id.startswith(("/", ".", "~")) or not REPO_ID_RE.match(model_id):
-        return Located(looked=[f"local directory {model_id}"],
-                       errors=[f"{model_id!r} is neither a local directory nor a Hugging Face "
-                               "repo id of the form owner/name"])
+        # one answer for every path that is not a model directory under models_dir, whatever
+        # is there: a tenant learns nothing of the server's files
+        return Located(looked=["the models directory"],
+                       errors=[f"{model_id!r} is neither a model directory under the models "
+                               "directory nor a Hugging Face repo id of the form owner/name"])
     found = Located(source=model_id, hub=True)
     locate_on_hub(model_id, found)
     return found
@@ -76,17 +78,26 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _local_dir(model_id: str) -> Path | None:
-    """The directory `model_id` names, resolved, or None."""
+def models_dir_path(model_id: str, models_dir: Path) -> Path | None:
+    """The directory `model_id` names inside models_dir (relative to it, or absolute), with
+    symlinks and `..` resolved before the check; None for anything else."""
     try:
-        path = Path(model_id).expanduser()
-    except RuntimeError:  # "~<unknown user>...": no home directory to expand
+        root = models_dir.resolve()
+        given = Path(model_id)
+        resolved = (given if given.is_absolute() else root / given).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):
         return None
-    return path.resolve() if _is_dir(path) else None
+    if resolved == root or not resolved.is_relative_to(root) or not _is_dir(resolved):
+        return None
+    return resolved
 
 
-def _missing_weights(root: Path, model_index: dict) -> list[str]:
-    missing = []
+PICKLE_SUFFIXES = (".bin", ".bin.index.json", ".pt", ".ckpt")
+
+
+def _missing_weights(root: Path, model_index: dict) -> tuple[list[str], list[str]]:
+    """(components without weights, components whose only weights are pickles)."""
+    missing, pickled = [], []
     for name, value in model_index.items():
         if name.startswith("_") or not isinstance(value, list) or value[0] is None:
             continue
@@ -98,9 +109,12 @@ def _missing_weights(root: Path, model_index: dict) -> list[str]:
         # processors keep other configs and carry no weights.
         if not (folder / "config.json").exists():
             continue
-        if not any(p.name.endswith(WEIGHT_SUFFIXES) for p in folder.iterdir()):
+        weights = [p.name for p in folder.iterdir() if p.name.endswith(WEIGHT_SUFFIXES)]
+        if not weights:
             missing.append(name)
-    return missing
+        elif all(w.endswith(PICKLE_SUFFIXES) for w in weights):
+            pickled.append(name)
+    return missing, pickled
 
 
 def _read_license(root: Path | None, repo_id: str, hub: bool) -> str | None:
@@ -135,30 +149,41 @@ def license_from_model_card(text: str) -> str | None:
 
 def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
     """Everything `validate-hf` answers, including where it looked when it found nothing."""
-    entry = CATALOG.get(model_id)
+    # A catalog model however it is named (letter case, short name) is that catalog model:
+    # its price and whether the operator enabled it follow it.
+    entry = find_entry(model_id)
+    if entry is not None:
+        model_id = entry.id
+        enabled = config.catalog.enabled
+        if enabled is not None and not entry.builtin_tiny and entry.id not in enabled:
+            return ValidateResponse(
+                validation_id=validation_id, hf_model_id=model_id, supported=False,
+                errors=[f"{model_id} is not enabled on this server (config catalog.enabled)"],
+                license=entry.license)
     if entry is not None and entry.unsupported_reason:
         return ValidateResponse(validation_id=validation_id, hf_model_id=model_id,
                                 supported=False, errors=[entry.unsupported_reason],
                                 license=entry.license)
     if entry is not None and entry.base_model:
         return _validate_finetune(model_id, entry, config, validation_id)
-    located = locate(model_id, config.data_dir)
+    located = locate(model_id, config)
     out = ValidateResponse(validation_id=validation_id, hf_model_id=model_id, supported=False,
                            errors=list(located.errors), warnings=list(located.warnings))
     if located.errors or located.root is None:
         if not out.errors:
             out.errors.append(f"{model_id}: not found (looked in: {', '.join(located.looked)})")
         return out
+    # no server path in any answer: messages name the model as the tenant gave it
     index_path = located.root / "model_index.json"
     if not index_path.exists():
-        out.errors.append(f"{model_id} has no model_index.json (looked in "
-                          f"{located.root}): it is not a diffusers pipeline checkpoint")
+        out.errors.append(f"{model_id} has no model_index.json: it is not a diffusers "
+                          "pipeline checkpoint")
         return out
     try:
         model_index = json.loads(index_path.read_text())
         class_name = str(model_index["_class_name"])
     except (ValueError, KeyError, TypeError) as exc:
-        out.errors.append(f"{index_path} is not a valid model_index.json: {exc}")
+        out.errors.append(f"{model_id}: model_index.json is not valid: {exc}")
         return out
     out.pipeline_class = class_name
     spec = family_for_pipeline(class_name)
@@ -170,7 +195,10 @@ def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
     if spec.name not in config.enabled_families():
         out.errors.append(f"family {spec.name} is not deployed on this server; enable it under "
                           "families in the config")
-    missing = _missing_weights(located.root, model_index)
+    missing, pickled = _missing_weights(located.root, model_index)
+    if pickled and not config.allow_pickle_weights:
+        out.errors.append(f"components {pickled} have only pickle weights (.bin, .pt, .ckpt), "
+                          "which this server does not load: convert them to safetensors")
     if missing:
         where = ", ".join(located.looked)
         if located.hub and not hub_offline():
@@ -178,7 +206,7 @@ def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
                                 "downloaded from the Hub on first use")
         else:
             out.errors.append(f"weights of components {missing} were not found (looked in: "
-                              f"{where}; checkpoint root {located.root})")
+                              f"{where})")
     if entry is None:
         out.warnings.append("not in the built-in catalog: the family's default parameters apply")
     licence = ((entry.license if entry else None)
@@ -206,12 +234,13 @@ def _validate_finetune(model_id: str, entry, config, validation_id: str) -> Vali
     out = validate(entry.base_model, config, validation_id)
     out.hf_model_id = model_id
     # A fine-tune repo holds transformer weights only, no model_index.json: look for the file.
-    if _is_dir(Path(model_id)):
-        weights, where = Path(model_id) / TRANSFORMER_FILE, f"local directory {model_id}"
+    local = models_dir_path(model_id, config.models_path)
+    if local is not None:
+        weights, where = local / TRANSFORMER_FILE, "the models directory"
     else:
         weights, where = cached_file(model_id, TRANSFORMER_FILE)
     if weights is None or not weights.exists():
-        if not _is_dir(Path(model_id)) and not hub_offline():
+        if local is None and not hub_offline():
             out.warnings.append(f"{model_id}/{TRANSFORMER_FILE} is not cached; it will be "
                                 "downloaded on first use")
         else:

@@ -21,6 +21,7 @@ from serve_app.api.deps import gateway
 from serve_app.api.dialects import deepinfra, hyperstack, imagepipeline, openai
 from serve_app.api.gateway import Gateway
 from serve_app.api.holds import TenantHolds
+from serve_app.api.limits import BodyLimits
 from serve_app.auth import ApiKeys
 from serve_app.core import telemetry
 from serve_app.core.config import TesseraConfig
@@ -85,7 +86,14 @@ class TraceRequests:
                     span.set_attribute("http.route", route)
 
 
+def _body_settings():
+    ingress = serve.get_replica_context().servable_object
+    return ingress.gateway.config.limits.max_body_bytes, ingress.keys.tenant_for
+
+
+# Added last, so it runs first: a request refused for its key or size is not even traced.
 app.add_middleware(TraceRequests)
+app.add_middleware(BodyLimits, settings=_body_settings)
 
 
 @app.get("/healthz")

@@ -415,15 +415,17 @@ class Gateway:
                                      param=param)
         if found is None:
             raise missing
-        key, content_type = found
+        key, content_type, declared = found
         try:
             size, _ = await self.store.stat_async(key)
         except NotFoundError:
             raise missing from None
-        cap = self.config.storage.max_upload_bytes
+        # an object store's presigned PUT cannot bound what arrives: checked here
+        cap = min(declared or self.config.storage.max_upload_bytes,
+                  self.config.storage.max_upload_bytes)
         if size > cap:
             raise PayloadTooLargeError(f"upload {upload_id} is {size} bytes, over the {cap} "
-                                       "limit", param=param)
+                                       "bytes it was declared with", param=param)
         return key, size, content_type
 
     async def answer(self, submitted: Submitted, request) -> Any:

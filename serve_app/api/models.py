@@ -25,10 +25,13 @@ EDIT_TASKS = {"image-to-image", "inpaint", "edit"}
 @router.post("/v1/my-models/validate-hf", response_model=ValidateResponse)
 async def validate_hf(body: ValidateRequest, tenant: str = Depends(authenticate),
                       gw: Gateway = Depends(gateway)):
+    await call(gw.models.admit_validation.remote(tenant))  # 429 past the hourly quota
     # Reads the disk and maybe the Hub, and may build a tiny checkpoint: not on the loop.
     result = await asyncio.to_thread(validate, body.hf_model_id, gw.config, new_id("val"))
     await call(gw.models.add_validation.remote(tenant, result))
-    return result
+    # where the weights are is the server's business: a local directory is named as given
+    local = result.source is not None and result.source.startswith("/")
+    return result.model_copy(update={"source": body.hf_model_id}) if local else result
 
 
 @router.post("/v1/my-models/import-hf", response_model=ImportedModel, status_code=201)

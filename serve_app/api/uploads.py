@@ -22,12 +22,13 @@ async def create_upload(body: UploadRequest, request: Request,
         raise PayloadTooLargeError(f"uploads are limited to {cap} bytes", param="size")
     upload_id, ttl = new_id("upl"), gw.config.storage.upload_ttl_s
     key = upload_key(tenant, upload_id, body.content_type)
-    url = await asyncio.to_thread(gw.store.upload_url, key, gw.base_url_for(request), ttl)
     await call(gw.models.add_upload.remote(tenant, upload_id, key, body.content_type,
-                                           time.time() + ttl))
+                                           time.time() + ttl, body.size))  # 429 past quota
+    url = await asyncio.to_thread(gw.store.upload_url, key, gw.base_url_for(request), ttl,
+                                  body.size)
     return UploadCreated(upload_id=upload_id, upload_url=url,
                          headers={"Content-Type": body.content_type},
-                         expires_at=time.time() + ttl, max_bytes=cap)
+                         expires_at=time.time() + ttl, max_bytes=body.size)
 
 
 @router.get("/v1/uploads/{upload_id}", response_model=UploadInfo)

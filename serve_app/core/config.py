@@ -227,12 +227,24 @@ class WebhookSettings(_Strict):
 class LimitSettings(_Strict):
     task_deadline_s: float = Field(900.0, gt=0)
     max_queued_per_tenant: int = Field(500, ge=1)
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="largest request body; a larger declared "
+        "Content-Length is refused with 413 before any of it is read (the API key is checked "
+        "first, so an unauthenticated body gets 401 at once)")
     max_streams_per_tenant: int = Field(
         32, ge=1, description="event streams one tenant may hold open at once in each ingress "
         "replica; past it, 429 with Retry-After")
     max_waiting_per_tenant: int = Field(
         32, ge=1, description="requests one tenant may have waiting for a task at once in each "
         "ingress replica (long polls, Prefer: wait, the synchronous dialects); past it, 429")
+    max_pending_uploads: int = Field(
+        100, ge=1, description="upload links one tenant may hold that have not expired")
+    max_pending_upload_bytes: int = Field(
+        1024 * 1024 * 1024, ge=1, description="bytes those open upload links may declare in all")
+    max_validations_per_hour: int = Field(
+        120, ge=1, description="validate-hf calls per tenant in any hour (each reads, and may "
+        "fetch, a checkpoint)")
+    max_imports_per_hour: int = Field(60, ge=1, description="import-hf calls per tenant per hour")
     keep_finished_s: float = Field(
         300.0, ge=0, description="a finished task stays in the task actor's memory this long; "
         "after that it is read from the database, so the actor's memory stays bounded")
@@ -255,6 +267,13 @@ class TesseraConfig(_Strict):
         "reach this server at: signed file links, upload links and Location headers are built "
         "on it (TESSERA_PUBLIC_URL); default: the server's own HTTP bind address. Never taken "
         "from a request's Host header")
+    models_dir: str | None = Field(
+        None, description="the only place local model directories are imported from "
+        "(TESSERA_MODELS_DIR); default <data_dir>/models. A path elsewhere answers exactly like "
+        "a missing one")
+    allow_pickle_weights: bool = Field(
+        False, description="load checkpoints whose weights are only pickles (.bin, .pt, .ckpt); "
+        "off: safetensors only, so no file a tenant names is ever unpickled")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     instance: str = Field("tessera", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
                           description="names the task and model actors; one per Ray cluster")
@@ -276,6 +295,10 @@ class TesseraConfig(_Strict):
     tracing: TracingSettings = TracingSettings()
     build_tiny_models: bool = True
 
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models_dir) if self.models_dir else Path(self.data_dir) / "models"
+
     def enabled_families(self) -> dict[str, FamilySettings]:
         """The deployed families (of a config whose families the builder has resolved)."""
         return {name: s for name, s in (self.families or {}).items() if s.enabled}
@@ -293,6 +316,7 @@ def default_family_settings(warm: bool) -> FamilySettings:
 
 ENV_VARS = {
     "TESSERA_DATA_DIR": ("data_dir",),
+    "TESSERA_MODELS_DIR": ("models_dir",),
     "TESSERA_DATABASE_URL": ("database", "url"),
     "TESSERA_S3_ENDPOINT": ("storage", "s3", "endpoint"),
     "TESSERA_S3_ACCESS_KEY": ("storage", "s3", "access_key"),
@@ -328,7 +352,10 @@ def load_config(args: dict | None = None, environ: dict[str, str] | None = None)
     writes to the same place.
     """
     cfg = TesseraConfig.model_validate(apply_env(dict(args or {}), environ))
-    return cfg.model_copy(update={"data_dir": str(Path(cfg.data_dir).expanduser().resolve())})
+    data_dir = Path(cfg.data_dir).expanduser().resolve()
+    models_dir = Path(cfg.models_dir).expanduser() if cfg.models_dir else data_dir / "models"
+    return cfg.model_copy(update={"data_dir": str(data_dir),
+                                  "models_dir": str(models_dir.resolve())})
 
 
 def _deepcopy(d: dict) -> dict:

@@ -152,6 +152,11 @@ class TaskNotCancelableError(TesseraError):
     code = "task_not_cancelable"
 
 
+class UploadUsedError(TesseraError):
+    status_code = 409
+    code = "upload_used"
+
+
 class IdempotencyKeyReusedError(TesseraError):
     status_code = 422
     code = "idempotency_key_reused"

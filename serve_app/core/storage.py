@@ -48,8 +48,9 @@ class OutputStore(ABC):
     def delete(self, keys: list[str]) -> None: ...
 
     @abstractmethod
-    def upload_url(self, key: str, base_url: str, ttl_s: int) -> str:
-        """A URL the client PUTs the bytes of an upload to, without an API key."""
+    def upload_url(self, key: str, base_url: str, ttl_s: int, size: int) -> str:
+        """A URL the client PUTs the bytes of an upload to (at most `size` of them), without
+        an API key."""
 
     @abstractmethod
     def stat(self, key: str) -> tuple[int, str]:
@@ -163,8 +164,9 @@ class LocalDiskStore(OutputStore):
     def url(self, key: str, base_url: str, ttl_s: int) -> str:
         return self._signed("GET", key, base_url, ttl_s)
 
-    def upload_url(self, key: str, base_url: str, ttl_s: int) -> str:
-        return self._signed("PUT", key, base_url, ttl_s)
+    def upload_url(self, key: str, base_url: str, ttl_s: int, size: int) -> str:
+        # the declared size is signed with the link: the PUT takes no more than that
+        return self._signed(upload_method(size), key, base_url, ttl_s) + f"&size={size}"
 
     def own_key(self, url: str) -> str | None:
         parts = urlsplit(url)
@@ -186,6 +188,11 @@ class LocalDiskStore(OutputStore):
         given = signature.encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(self._signature(method, key, expires).encode(), given):
             raise InvalidSignatureError("the link's signature does not match")
+
+
+def upload_method(size: int) -> str:
+    """What an upload link's signature covers besides key and expiry: PUT, and its size."""
+    return f"PUT {size}"
 
 
 def _load_or_create_secret(path: Path) -> bytes:
@@ -318,7 +325,9 @@ class S3Store(OutputStore):
             return unquote(parts.path[len(prefix):])
         return None
 
-    def upload_url(self, key: str, base_url: str, ttl_s: int) -> str:
+    def upload_url(self, key: str, base_url: str, ttl_s: int, size: int) -> str:
+        # A presigned PUT cannot bound its size; an object larger than declared is refused
+        # where the upload is used (Gateway.find_upload).
         return self.client.presigned_put_object(self.bucket, check_key(key),
                                                 expires=timedelta(seconds=ttl_s))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 
 from serve_app.db.schema import models, uploads, validations
@@ -46,16 +46,33 @@ def get_validation(engine: Engine, validation_id: str, tenant: str,
 
 
 def put_upload(engine: Engine, upload_id: str, tenant: str, key: str, content_type: str,
-               created_at: float, expires_at: float) -> None:
+               created_at: float, expires_at: float, size: int) -> None:
     with engine.begin() as conn:
         conn.execute(uploads.insert().values(id=upload_id, tenant=tenant, key=key,
                                              content_type=content_type, created_at=created_at,
-                                             expires_at=expires_at))
+                                             expires_at=expires_at, size=size))
 
 
-def get_upload(engine: Engine, upload_id: str, tenant: str) -> tuple[str, str] | None:
-    """(key, content type) of the tenant's upload, or None."""
+def pending_uploads(engine: Engine, tenant: str, now: float) -> tuple[int, int]:
+    """(count, declared bytes) of the tenant's upload links not yet expired."""
     with engine.connect() as conn:
-        row = conn.execute(select(uploads.c.key, uploads.c.content_type).where(
+        row = conn.execute(select(func.count(), func.coalesce(func.sum(uploads.c.size), 0))
+                           .where(uploads.c.tenant == tenant, uploads.c.expires_at > now)).one()
+    return int(row[0]), int(row[1])
+
+
+def recent(engine: Engine, table: str, tenant: str, since: float) -> int:
+    """How many validations or models the tenant made since `since`."""
+    t = {"validations": validations, "models": models}[table]
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(t).where(
+            t.c.tenant == tenant, t.c.created_at >= since)).scalar())
+
+
+def get_upload(engine: Engine, upload_id: str, tenant: str
+               ) -> tuple[str, str, int | None] | None:
+    """(key, content type, declared size) of the tenant's upload, or None."""
+    with engine.connect() as conn:
+        row = conn.execute(select(uploads.c.key, uploads.c.content_type, uploads.c.size).where(
             uploads.c.id == upload_id, uploads.c.tenant == tenant)).first()
-    return None if row is None else (row.key, row.content_type)
+    return None if row is None else (row.key, row.content_type, row.size)

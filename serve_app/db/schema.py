@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -47,7 +48,7 @@ models = Table(
 validations = Table(
     "validations", metadata,
     Column("id", String(64), primary_key=True),
-    Column("tenant", String(64), nullable=False),
+    Column("tenant", String(64), nullable=False, index=True),
     Column("created_at", Float, nullable=False, index=True),
     Column("record", JSON, nullable=False),
 )
@@ -55,11 +56,12 @@ validations = Table(
 uploads = Table(
     "uploads", metadata,
     Column("id", String(64), primary_key=True),
-    Column("tenant", String(64), nullable=False),
+    Column("tenant", String(64), nullable=False, index=True),
     Column("key", Text, nullable=False),
     Column("content_type", String(64), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
+    Column("size", BigInteger),  # as declared when the link was made
 )
 
 idempotency_keys = Table(

@@ -82,17 +82,36 @@ def deploy(ray_session, session_dir):
 
 
 @pytest.fixture(scope="session")
-def service(deploy, traces_path) -> Service:
+def service(deploy, traces_path, models_root) -> Service:
     from deployments.registry import FAMILIES
 
     # Every family, one replica each, so no test waits on a cold start.
     return deploy("main", {
+        "models_dir": str(models_root),
         "limits": {"task_deadline_s": 120},
         "families": {name: {"num_replicas": 1} for name in FAMILIES},
         "webhooks": {"backoff_base_s": 0.3},
         "inputs": {"allow_private_urls": True, "max_image_bytes": 1_000_000,
                    "max_image_pixels": 2048 * 2048},
         "tracing": {"exporter": "file", "path": str(traces_path)}})
+
+
+@pytest.fixture(scope="session")
+def models_root(session_dir) -> Path:
+    """The service's models_dir: the only place local checkpoints are imported from."""
+    path = session_dir / "checkpoints"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def model_dir(models_root) -> Path:
+    """A new, empty directory under the models dir, for one test's checkpoint."""
+    import secrets
+
+    path = models_root / f"m-{secrets.token_hex(4)}"
+    path.mkdir()
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,10 @@ from pydantic import BaseModel, ValidationError
 
 from serve_app.core.errors import InvalidRequestError, loc_to_param
 
+# A form body's parts are capped beside its total size (limits.max_body_bytes): a few files
+# (input images and a mask), a few dozen fields.
+MAX_FORM_FILES, MAX_FORM_FIELDS = 16, 64
+
 
 def native_request(cls: type[BaseModel], data: dict) -> BaseModel:
     """A Tessera request from a dialect's fields; invalid ones are a 400 naming the field."""
@@ -24,7 +28,7 @@ async def request_fields(request) -> dict:
     """A body's fields, JSON or form-encoded (`curl -F name=value`)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form()
+        form = await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS)
         fields = {}
         for key, value in form.multi_items():
             if not isinstance(value, str):  # a file field: its bytes as a data URI

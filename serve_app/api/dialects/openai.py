@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from serve_app.api.deps import authenticate, gateway
-from serve_app.api.dialects import native_request
+from serve_app.api.dialects import MAX_FORM_FIELDS, MAX_FORM_FILES, native_request
 from serve_app.api.gateway import Gateway
 from serve_app.core.errors import InvalidRequestError, install_error_handlers
 from serve_app.protocol import EditRequest, GenerationRequest, TaskView
@@ -74,7 +74,7 @@ def openai_model(info) -> OpenAIModel:
 
 async def read_edit_form(request: Request) -> tuple[OpenAIImageRequest, list[dict], dict | None]:
     """The SDK's multipart edit: `image` (or `image[]`, repeated), `mask`, and fields."""
-    form = await request.form()
+    form = await request.form(max_files=MAX_FORM_FILES, max_fields=MAX_FORM_FIELDS)
     files = form.getlist("image") + form.getlist("image[]")
     if not files:
         raise InvalidRequestError("image: give one or more image files", param="image")
