@@ -92,3 +92,29 @@ class Batcher:
                     call.future.set_exception(outcome)
                 else:
                     call.future.set_result(outcome)
+
+
+async def run_groups(groups: list[list], run_group: Callable[[list], Awaitable[list]],
+                     keep_together: Callable[[BaseException], bool] = lambda exc: False
+                     ) -> dict[int, Any]:
+    """Each group's outcomes by id(item): its results, or the exception that ended its call.
+
+    A shared call that fails is tried again one item at a time, once: one tenant's task that
+    breaks a call must fail alone, not every task it shared the call with (`keep_together`
+    names failures that concern the whole group, such as all of its tasks being cancelled)."""
+    outcomes: dict[int, Any] = {}
+    for group in groups:
+        try:
+            results = await run_group(group)
+        except Exception as exc:
+            if len(group) == 1 or keep_together(exc):
+                results = [exc] * len(group)
+            else:
+                results = []
+                for item in group:
+                    try:
+                        results.extend(await run_group([item]))
+                    except Exception as alone:
+                        results.append(alone)
+        outcomes.update(zip(map(id, group), results, strict=True))
+    return outcomes

@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator
 from opentelemetry import trace
 from ray import serve
 
-from deployments.batching import Batcher
+from deployments.batching import Batcher, run_groups
 from deployments.calls import Job, PipelineCalls
 from deployments.loading import load_pipeline, pick_device, quiet_libraries
 from deployments.outputs import spans, store_outputs
@@ -153,7 +153,8 @@ class FamilyServer:
     async def _run_batch(self, source: str, jobs: list[Job]) -> list:
         """One batch, all for the model `source`: load it, then one pipeline call per group of
         compatible tasks. Returns each task's (images, timings), or the exception of the step
-        that broke it: a failure fails only the tasks it touched."""
+        that broke it: a failure fails only the tasks it touched (a shared call that fails is
+        tried again a task at a time)."""
         outcomes: dict[int, Any] = {}
         t0 = time.perf_counter()
         with spans("model.load", [j.context for j in jobs], {"tessera.source": source}):
@@ -167,12 +168,10 @@ class FamilyServer:
                 except Exception as exc:
                     outcomes[id(job)] = exc
         load_ms = (time.perf_counter() - t0) * 1000
-        for group in self.calls.batch_groups([j for j in jobs if id(j) not in outcomes]):
-            try:
-                results = await self._run_group(base, group, load_ms)
-            except Exception as exc:
-                results = [exc] * len(group)
-            outcomes.update(zip(map(id, group), results, strict=True))
+        groups = self.calls.batch_groups([j for j in jobs if id(j) not in outcomes])
+        outcomes.update(await run_groups(
+            groups, lambda group: self._run_group(base, group, load_ms),
+            keep_together=lambda exc: isinstance(exc, TaskCanceled)))
         return [outcomes[id(job)] for job in jobs]
 
     async def _run_group(self, base, group: list[Job], load_ms: float) -> list:

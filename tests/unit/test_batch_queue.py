@@ -41,3 +41,42 @@ def test_batch_queue_gathers_what_arrives_while_busy():
         assert await b.submit("m1", "after") == "m1:after"  # the queue outlives a failure
 
     asyncio.run(scenario())
+
+
+def test_a_shared_call_that_fails_retries_its_tasks_alone_once():
+    """One tenant's task that breaks a shared pipeline call fails alone: the call is tried
+    again a task at a time, and the others complete; a failure of the whole group (every
+    task cancelled) is not retried."""
+    import asyncio
+
+    from deployments.batching import run_groups
+
+    calls: list[list[str]] = []
+
+    async def run_group(group):
+        calls.append(list(group))
+        if "bad" in group:
+            raise RuntimeError("pipeline broke")
+        return [f"image of {item}" for item in group]
+
+    async def scenario():
+        groups = [["a", "bad", "b"], ["c"], ["bad"]]
+        out = await run_groups(groups, run_group)
+        return {item: out[id(item)] for g in groups for item in g}
+
+    results = asyncio.run(scenario())
+    assert results["a"] == "image of a" and results["b"] == "image of b"
+    assert results["c"] == "image of c"
+    assert isinstance(results["bad"], RuntimeError)
+    # the shared call once, then each task alone once; a lone task is not tried twice
+    assert calls == [["a", "bad", "b"], ["a"], ["bad"], ["b"], ["c"], ["bad"]]
+
+    calls.clear()
+
+    async def together():
+        group = ["x", "bad"]
+        out = await run_groups([group], run_group, keep_together=lambda exc: True)
+        return [out[id(i)] for i in group]
+
+    assert all(isinstance(o, RuntimeError) for o in asyncio.run(together()))
+    assert calls == [["x", "bad"]]
