@@ -17,7 +17,7 @@ install: $(STAMP)
 
 # Local Ray on 127.0.0.1, HTTP on 127.0.0.1:8000, CPU, outputs under ./.tessera.
 serve: install
-	$(BIN)/serve run serve_app.builder:build_app
+	$(BIN)/python -m serve_app.run
 
 # Every tier runs even when an earlier one fails, so one run shows every failure; the exit
 # status is non-zero if any tier failed.

@@ -1,0 +1,44 @@
+"""`make serve`: Tessera on this machine, with Ray's listeners on 127.0.0.1.
+
+    python -m serve_app.run [--port 8000] [--config args.yaml]
+
+`serve run serve_app.builder:build_app` lets Ray pick the machine's outbound address for its
+node: its GCS, raylet, agents and workers then listen on that address or on every interface.
+Here the node is 127.0.0.1 (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`, read when Ray is imported,
+keeps Ray from swapping loopback for the outbound address), the dashboard is off and Serve's
+HTTP proxy binds 127.0.0.1. The config file, if given, holds the app's `args` (what a Serve
+config's `applications[].args` holds); without it the embedded defaults apply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+LOOPBACK = "127.0.0.1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m serve_app.run")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--config", help="YAML file with the app's args")
+    opts = parser.parse_args(argv)
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # before Ray is imported
+
+    import ray
+    import yaml
+    from ray import serve
+
+    from serve_app.builder import build_app
+
+    args = {}
+    if opts.config:
+        with open(opts.config) as f:
+            args = yaml.safe_load(f) or {}
+    ray.init(_node_ip_address=LOOPBACK, include_dashboard=False, dashboard_host=LOOPBACK)
+    serve.start(http_options={"host": LOOPBACK, "port": opts.port})
+    serve.run(build_app(args), name="tessera", route_prefix="/", blocking=True)
+
+
+if __name__ == "__main__":
+    main()
