@@ -92,3 +92,24 @@ def test_cluster_shape(manifest, ray_service):
     minio = docs((CLUSTER / "minio.yaml").read_text())
     assert env["TESSERA_S3_ENDPOINT"]["value"].split(":")[0] == next(
         d for d in minio if d["kind"] == "Service")["metadata"]["name"]
+
+
+def test_a_network_policy_keeps_rays_ports_inside_the_cluster(manifest, ray_service):
+    policy = next(d for d in manifest if d["kind"] == "NetworkPolicy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    cluster = ray_service["spec"]["rayClusterConfig"]
+    templates = [cluster["headGroupSpec"]["template"]] + [
+        g["template"] for g in cluster["workerGroupSpecs"]]
+    for template in templates:  # every Ray pod is behind the policy
+        assert selector.items() <= template["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    rules = policy["spec"]["ingress"]
+    # open to every client: Serve's HTTP port, and nothing else
+    open_rules = [r for r in rules if "from" not in r]
+    assert [p["port"] for r in open_rules for p in r["ports"]] == [8000]
+    # every other rule names who may connect; Ray's own ports only from the cluster's pods
+    any_port = [r for r in rules if "ports" not in r]
+    assert any_port == [{"from": [{"podSelector": {"matchLabels": selector}}]}]
+    dashboard = next(r for r in rules if any(p["port"] == 8265 for p in r.get("ports", [])))
+    assert dashboard["from"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "kuberay-operator"}
