@@ -119,11 +119,14 @@ def qwen25_vl_encoder(tokenizer, hidden_size: int = 16, mrope_section=(1, 1, 2))
 
 
 def qwen2_vl_processor(tokenizer):
-    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+    from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     image_processor = Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112)
+    # the processor insists on a real video processor (torchvision-backed), though image
+    # pipelines never give it a video
+    video_processor = Qwen2VLVideoProcessor(min_pixels=56 * 56, max_pixels=112 * 112)
     return Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer,
-                            chat_template=QWEN_CHAT_TEMPLATE)
+                            video_processor=video_processor, chat_template=QWEN_CHAT_TEMPLATE)
 
 
 def qwen_image_vae(z_dim: int = 16):
