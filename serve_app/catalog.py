@@ -186,6 +186,35 @@ def unavailable_reason(entry: CatalogEntry, config) -> str | None:
     enabled = config.catalog.enabled
     if enabled is not None and not entry.builtin_tiny and entry.id not in enabled:
         return "not enabled for calls by name on this server (config catalog.enabled)"
+    if not license_accepted(entry, entry.license, config):
+        return (f"its licence {entry.license or 'unknown'!r} must be accepted first: by the "
+                "operator for everyone (catalog.accepted_licenses), or by importing it "
+                "(validate-hf, then import-hf with accepted_license: true) and calling the tm_* "
+                "id")
+    return weights_unreachable(entry)
+
+
+def weights_unreachable(entry: CatalogEntry) -> str | None:
+    """Why the model's weights can be neither read locally nor fetched now, or None.
+
+    Blocking (the cache on disk, and at most one quick probe of the Hub, cached briefly)."""
+    from serve_app.hub import cached_file, hub_offline, hub_unreachable
+
+    if entry.builtin_tiny:
+        return None
+    repo = entry.base_model or entry.id
+    cached, _ = cached_file(repo, "model_index.json")
+    if cached is not None:
+        return None
+    if hub_offline():
+        return (f"its weights ({repo}) are not in the local Hugging Face cache, and "
+                "HF_HUB_OFFLINE is set, so they cannot be fetched")
+    from huggingface_hub import constants
+
+    reason = hub_unreachable(constants.ENDPOINT)
+    if reason:
+        return (f"its weights ({repo}) are not in the local Hugging Face cache, and the Hub "
+                f"cannot be reached ({reason})")
     return None
 
 

@@ -75,6 +75,7 @@ MAX_CACHED_MODELS = 4096
 
 # the longest a client may ask to wait for a task's end (`Prefer: wait=N`, `?wait=N`)
 MAX_WAIT_S = 60
+CATALOG_TTL_S = 10.0  # how long the catalog's availability is reused
 
 
 def preferred_wait(prefer: str | None) -> int | None:
@@ -165,6 +166,7 @@ class Gateway:
         # (tenant, tm_* id) -> its record: every submission looks its model up, and an
         # imported model never changes, so only the first use of one pays the registry's hop
         self._imported: dict[tuple[str, str], ModelRecord] = {}
+        self._catalog: tuple[float, dict[str, ModelInfo]] = (-CATALOG_TTL_S, {})
 
     def base_url_for(self, request) -> str:
         """The base of the links in an answer: `public_url` as configured; by default the bind
@@ -190,10 +192,7 @@ class Gateway:
                     self._imported.pop(next(iter(self._imported)))
                 self._imported[(tenant, model_id)] = record
             return record.info, record.source
-        info = self.catalog_info(entry)
-        if not info.available:
-            raise UnsupportedModelError(f"{entry.id} cannot run here: "
-                                        f"{info.unavailable_reason}", param="model")
+        info = (await self.catalog())[entry.id]
         if not license_accepted(entry, entry.license, self.config):
             raise LicenseAcceptanceRequiredError(
                 f"{entry.id} is under the licence {entry.license or 'unknown'!r}, which must be "
@@ -201,11 +200,15 @@ class Gateway:
                 "/v1/my-models/import-hf (accepted_license: true) and call the tm_* id, or ask "
                 "the operator to accept it for everyone (catalog.accepted_licenses)",
                 param="model")
+        if not info.available:
+            raise UnsupportedModelError(f"{entry.id} cannot run here: "
+                                        f"{info.unavailable_reason}", param="model")
         return info, entry.source
 
     async def models_for(self, tenant: str) -> list[ModelInfo]:
         """The catalog (available or not) and the tenant's imported models."""
-        return self.catalog_models() + await call(self.models.list.remote(tenant))
+        return list((await self.catalog()).values()) + await call(
+            self.models.list.remote(tenant))
 
     def catalog_info(self, entry) -> ModelInfo:
         spec = FAMILIES[entry.family]
@@ -220,9 +223,16 @@ class Gateway:
             pricing=terms.pricing, parameters=terms.parameters, available=reason is None,
             unavailable_reason=reason)
 
-    def catalog_models(self) -> list[ModelInfo]:
-        """Every catalog model, callable by name where `available`."""
-        return [self.catalog_info(entry) for entry in CATALOG.values()]
+    async def catalog(self) -> dict[str, ModelInfo]:
+        """Every catalog model by id, callable by name where `available`: worked out in a
+        thread (it reads the Hugging Face cache and may probe the Hub) and kept briefly, as
+        weights come into the cache and the Hub comes and goes."""
+        made, models = self._catalog
+        if time.monotonic() - made > CATALOG_TTL_S:
+            models = await asyncio.to_thread(
+                lambda: {e.id: self.catalog_info(e) for e in CATALOG.values()})
+            self._catalog = (time.monotonic(), models)
+        return models
 
     # ------------------------------------------------------------ the submit path
 

@@ -1,6 +1,6 @@
 """`make serve` (`python -m serve_app.run`) keeps every listener of its process tree on
-loopback (Ray's GCS, raylet, agents and workers, Serve's proxy) but the one Serve hard-codes. Started here as a
-process of its own with a FLUX-only config, stopped by PID."""
+loopback (Ray's GCS, raylet, agents and workers, Serve's proxy), but the one Serve hard-codes.
+Started here as a process of its own with a FLUX-only config, stopped by PID."""
 
 from __future__ import annotations
 

@@ -31,6 +31,6 @@ async def base_models(inference: bool = Query(True),
                       modalities: Literal["text-to-image", "image-to-image"] | None = Query(None),
                       gw: Gateway = Depends(gateway), tenant: str = Depends(authenticate)):
     wanted = MODALITY_TASKS.get(modalities, set().union(*MODALITY_TASKS.values()))
-    names = [m.hf_model_id.rsplit("/", 1)[-1] for m in gw.catalog_models()
+    names = [m.hf_model_id.rsplit("/", 1)[-1] for m in (await gw.catalog()).values()
              if (m.available or not inference) and wanted & set(m.tasks)]
     return BaseModelsAnswer(models=[BaseModelName(model_name=n) for n in dict.fromkeys(names)])
