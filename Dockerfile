@@ -9,7 +9,7 @@ COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users serve_app ./serve_app
 COPY --chown=ray:users deployments ./deployments
 COPY --chown=ray:users loadtests ./loadtests
-# the CUDA build of the pinned torch, and torchvision for the Qwen2-VL processors
-RUN pip install --no-cache-dir ".[gpu]" torchvision
+# the CUDA build of the pinned torch and torchvision (the Qwen2-VL processors need it)
+RUN pip install --no-cache-dir ".[gpu]"
 
 ENV TESSERA_DATA_DIR=/data/tessera HF_HOME=/data/hf

@@ -29,6 +29,7 @@ from serve_app.core.errors import ServiceUnavailableError, install_error_handler
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import extract, setup_logging, setup_tracing, tracer
 from serve_app.models import model_registry
+from serve_app.protocol_openai import openai_error
 from serve_app.tasks.actor import task_manager
 
 PLAYGROUND = Path(__file__).resolve().parents[1] / "playground"
@@ -93,7 +94,7 @@ def _body_settings():
 
 # Added last, so it runs first: a request refused for its key or size is not even traced.
 app.add_middleware(TraceRequests)
-app.add_middleware(BodyLimits, settings=_body_settings)
+app.add_middleware(BodyLimits, settings=_body_settings, shapes={"/openai/": openai_error})
 
 
 @app.get("/healthz")

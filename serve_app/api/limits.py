@@ -20,9 +20,8 @@ PUBLIC = ("/v1/files/", "/healthz", "/readyz", "/playground", "/docs", "/redoc",
 WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
-async def _answer(send, error: TesseraError) -> None:
-    body = json.dumps(native_error(error.status_code, error.code, error.message,
-                                   error.param)).encode()
+async def _answer(send, error: TesseraError, shape=native_error) -> None:
+    body = json.dumps(shape(error.status_code, error.code, error.message, error.param)).encode()
     headers = [(b"content-type", b"application/json"),
                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
     headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
@@ -41,9 +40,11 @@ def too_large(limit: int) -> TesseraError:
 class BodyLimits:
     """`settings()` answers (max body bytes, the key check) for the replica serving now."""
 
-    def __init__(self, asgi, settings: Callable[[], tuple[int, Callable]]):
+    def __init__(self, asgi, settings: Callable[[], tuple[int, Callable]],
+                 shapes: dict[str, Callable] | None = None):
         self.asgi = asgi
         self.settings = settings
+        self.shapes = shapes or {}  # path prefix -> a dialect's error shape
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] not in WITH_BODY:
@@ -55,23 +56,26 @@ class BodyLimits:
             path = path[len(root):]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope["headers"]}
+        shape = next((f for prefix, f in self.shapes.items() if path.startswith(prefix)),
+                     native_error)
         if not path.startswith(PUBLIC):
             try:
                 authenticate(headers)
             except AuthenticationError as exc:
-                return await _answer(send, exc)
+                return await _answer(send, exc, shape)
         declared = headers.get("content-length", "")
         if declared:
             if not (declared.isascii() and declared.isdigit()):
                 from serve_app.core.errors import InvalidRequestError
 
-                return await _answer(send, InvalidRequestError("Content-Length is not a number"))
+                return await _answer(send, InvalidRequestError("Content-Length is not a number"),
+                                     shape)
             if int(declared) > limit:
-                return await _answer(send, too_large(limit))
+                return await _answer(send, too_large(limit), shape)
             return await self.asgi(scope, receive, send)
-        await self._counted(scope, receive, send, limit)
+        await self._counted(scope, receive, send, limit, shape)
 
-    async def _counted(self, scope, receive, send, limit: int) -> None:
+    async def _counted(self, scope, receive, send, limit: int, shape) -> None:
         """No declared length: count what arrives, and answer 413 once it is over."""
         seen = 0
         refused = False
@@ -85,7 +89,7 @@ class BodyLimits:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     refused = True
-                    await _answer(send, too_large(limit))
+                    await _answer(send, too_large(limit), shape)
                     return {"type": "http.disconnect"}
             return message
 

@@ -193,6 +193,14 @@ def test_a_huge_declared_body_is_refused_before_it_is_read(service, key, status)
     assert b'"error"' in answer or b"\r\n\r\n" in answer
 
 
+def test_refusals_before_the_body_keep_each_dialects_error_shape(service):
+    r = httpx.post(f"{service.base_url}/openai/v1/images/generations",
+                   json={"prompt": "p"}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
+    r = httpx.post(f"{service.base_url}/v1/images/generations", json={"prompt": "p"})
+    assert error_of(r, 401)["code"] in ("missing_api_key", "invalid_api_key")
+
+
 def test_an_upload_takes_its_declared_size_once(client_a):
     up = client_a.post("/v1/uploads", json={"content_type": "image/png", "size": 100}).json()
     assert up["max_bytes"] == 100
