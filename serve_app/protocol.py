@@ -128,10 +128,9 @@ class ModelInfo(BaseModel):
 
 
 class ImportedModel(ModelInfo):
-    """The import answer: the model, with its id also under the names clients read."""
+    """The import answer: the model, with its id also as `model_id`."""
 
     model_id: str
-    parel_model_id: str
 
 
 class ModelList(BaseModel):

@@ -19,6 +19,7 @@ from ray import serve
 from serve_app.api import files, images, models, tasks, uploads, webhooks
 from serve_app.api.deps import gateway
 from serve_app.api.dialects import deepinfra, hyperstack, imagepipeline, openai
+from serve_app.api.dialects.openai import openai_error
 from serve_app.api.gateway import Gateway
 from serve_app.api.holds import TenantHolds
 from serve_app.api.limits import BodyLimits
@@ -29,7 +30,6 @@ from serve_app.core.errors import ServiceUnavailableError, install_error_handler
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import extract, setup_logging, setup_tracing, tracer
 from serve_app.models import model_registry
-from serve_app.protocol_openai import openai_error
 from serve_app.tasks.actor import task_manager
 
 PLAYGROUND = Path(__file__).resolve().parents[1] / "playground"

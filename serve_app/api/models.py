@@ -5,9 +5,9 @@ import asyncio
 from fastapi import APIRouter, Depends, Query
 
 from serve_app.api.deps import authenticate, gateway
+from serve_app.api.dialects.parel import ParelImportedModel, import_answer
 from serve_app.api.gateway import Gateway, call, new_id
 from serve_app.protocol import (
-    ImportedModel,
     ImportRequest,
     ModelInfo,
     ModelList,
@@ -34,12 +34,12 @@ async def validate_hf(body: ValidateRequest, tenant: str = Depends(authenticate)
     return result.model_copy(update={"source": body.hf_model_id}) if local else result
 
 
-@router.post("/v1/my-models/import-hf", response_model=ImportedModel, status_code=201)
+@router.post("/v1/my-models/import-hf", response_model=ParelImportedModel, status_code=201)
 async def import_hf(body: ImportRequest, tenant: str = Depends(authenticate),
                     gw: Gateway = Depends(gateway)):
     info: ModelInfo = await call(gw.models.import_model.remote(
         tenant, body.validation_id, body.accepted_license, body.execution_mode, body.name))
-    return ImportedModel(**info.model_dump(), model_id=info.id, parel_model_id=info.id)
+    return import_answer(info)
 
 
 @router.get("/v1/models", response_model=ModelList)

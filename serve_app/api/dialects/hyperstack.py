@@ -3,16 +3,30 @@
 Its generations and edits go to the native `/v1/images/...` routes unchanged; here are its task
 path (`/v1/images/tasks/{job_id}`) and its model list (`/v1/base_models`), which names models by
 the short names every tenant can call.
+
+The schema below is Hyperstack AI Studio's where it differs from Tessera's own. (Its image
+requests and task views are Tessera's native ones, which accept its `image_size`,
+`num_images` and top-level `image_url`, and answer its `job_id`, `result.created` and
+`usage.total_tokens`.)
 """
 
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
 
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.gateway import Gateway
 from serve_app.protocol import TaskView
-from serve_app.protocol_hyperstack import BaseModelName, BaseModelsAnswer
+
+
+class BaseModelName(BaseModel):
+    model_name: str
+
+
+class BaseModelsAnswer(BaseModel):
+    models: list[BaseModelName]
+
 
 router = APIRouter()
 
