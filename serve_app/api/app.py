@@ -6,10 +6,8 @@ keys, tracing.
 Errors are typed and rendered by `core.errors` in one place.
 """
 
-import asyncio
 from pathlib import Path
 
-import ray
 from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -17,16 +15,18 @@ from opentelemetry.trace import SpanKind
 from ray import serve
 
 from serve_app.api import files, images, models, tasks, uploads, webhooks
+from serve_app.api.clients import ModelClient, TaskClient
 from serve_app.api.deps import gateway
 from serve_app.api.dialects import deepinfra, hyperstack, imagepipeline, openai
 from serve_app.api.dialects.openai import openai_error
+from serve_app.api.errors import install_error_handlers
 from serve_app.api.gateway import Gateway
 from serve_app.api.holds import TenantHolds
 from serve_app.api.limits import BodyLimits
 from serve_app.auth import ApiKeys
 from serve_app.core import telemetry
 from serve_app.core.config import TesseraConfig
-from serve_app.core.errors import ServiceUnavailableError, install_error_handlers
+from serve_app.core.errors import ServiceUnavailableError
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import extract, setup_logging, setup_tracing, tracer
 from serve_app.models import model_registry
@@ -105,7 +105,7 @@ async def healthz() -> dict:
 @app.get("/readyz")
 async def readyz(gw: Gateway = Depends(gateway)) -> dict:
     try:
-        await asyncio.wait_for(gw.tasks.ping.remote(), timeout=5)
+        await gw.tasks.ping(timeout_s=5)
     except Exception as exc:
         raise ServiceUnavailableError(f"task actor not answering: {exc}") from None
     return {"status": "ready", "families": sorted(gw.config.enabled_families())}
@@ -129,12 +129,12 @@ class Ingress:
     def __init__(self, config: dict, families: dict):
         cfg = TesseraConfig.model_validate(config)
         # created with its config and handles, so that Ray can restart it on its own
-        task_actor = task_manager(cfg.instance, config, families)
+        tasks = TaskClient(task_manager(cfg.instance, config, families))
         # what the routes reach through `deps` (this instance is the replica's servable object)
         holds = TenantHolds(cfg.limits.max_streams_per_tenant, cfg.limits.max_waiting_per_tenant)
-        self.gateway = Gateway(cfg, make_store(cfg), task_actor, model_registry(cfg), holds,
-                               public_url(cfg))
+        self.gateway = Gateway(cfg, make_store(cfg), tasks, ModelClient(model_registry(cfg)),
+                               holds, public_url(cfg))
         self.keys = ApiKeys.from_env(cfg.data_dir)
         setup_tracing(cfg.tracing, cfg.data_dir, "ingress")
         setup_logging()
-        ray.get(task_actor.configure.remote(config, families))
+        tasks.configure(config, families)

@@ -1,10 +1,14 @@
-"""Images: generations and edits, each validate -> submit -> 202 with the task id."""
+"""Images: generations and edits, each validate -> submit -> 202 with the task id (or, with
+`Prefer: wait=N`, the task view once it ended)."""
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
-from serve_app.api.deps import authenticate, gateway
-from serve_app.api.gateway import Gateway, requested_wait
+from serve_app.api.deps import authenticate, gateway, request_options
+from serve_app.api.gateway import Gateway
+from serve_app.api.submit import RequestOptions, Submitted
 from serve_app.protocol import EditRequest, GenerationRequest, TaskCreated, TaskView
+from serve_app.tasks.state import TERMINAL
 
 router = APIRouter()
 
@@ -14,15 +18,30 @@ WAITED = {200: {"model": TaskView, "description": "Prefer: wait, and the task en
 
 @router.post("/v1/images/generations", response_model=TaskCreated, status_code=202,
              responses=WAITED)
-async def generations(body: GenerationRequest, request: Request,
-                      tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
-    submitted = await gw.submit_generation(tenant, body, request, wait_s=requested_wait(request))
-    return await gw.answer(submitted, request)
+async def generations(body: GenerationRequest, tenant: str = Depends(authenticate),
+                      opts: RequestOptions = Depends(request_options),
+                      gw: Gateway = Depends(gateway)):
+    submitted = await gw.submitter.generation(tenant, body, opts, wait_s=opts.wait_s)
+    return await answer(gw, submitted, opts)
 
 
 @router.post("/v1/images/edits", response_model=TaskCreated, status_code=202,
              responses=WAITED)
-async def edits(body: EditRequest, request: Request, tenant: str = Depends(authenticate),
+async def edits(body: EditRequest, tenant: str = Depends(authenticate),
+                opts: RequestOptions = Depends(request_options),
                 gw: Gateway = Depends(gateway)):
-    submitted = await gw.submit_edit(tenant, body, request, wait_s=requested_wait(request))
-    return await gw.answer(submitted, request)
+    submitted = await gw.submitter.edit(tenant, body, opts, wait_s=opts.wait_s)
+    return await answer(gw, submitted, opts)
+
+
+async def answer(gw: Gateway, submitted: Submitted, opts: RequestOptions):
+    """202 with the task id; when it waited, the task view once it ended (200) or as it was
+    after N seconds (202, with Location)."""
+    if submitted.wait_s is None:
+        return submitted.created
+    view = await gw.reads.view(submitted.task, opts.base_url)
+    headers = {"Preference-Applied": f"wait={submitted.wait_s}"}
+    if view.status not in TERMINAL:
+        headers["Location"] = f"{opts.base_url}v1/tasks/{submitted.task_id}"
+    return JSONResponse(view.model_dump(mode="json"), headers=headers,
+                        status_code=202 if "Location" in headers else 200)

@@ -6,10 +6,10 @@ from fastapi import APIRouter, Depends, Query
 
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.dialects.parel import ParelImportedModel, import_answer
-from serve_app.api.gateway import Gateway, call, new_id
+from serve_app.api.gateway import Gateway
+from serve_app.api.submit import new_id
 from serve_app.protocol import (
     ImportRequest,
-    ModelInfo,
     ModelList,
     ValidateRequest,
     ValidateResponse,
@@ -25,10 +25,10 @@ EDIT_TASKS = {"image-to-image", "inpaint", "edit"}
 @router.post("/v1/my-models/validate-hf", response_model=ValidateResponse)
 async def validate_hf(body: ValidateRequest, tenant: str = Depends(authenticate),
                       gw: Gateway = Depends(gateway)):
-    await call(gw.models.admit_validation.remote(tenant))  # 429 past the hourly quota
+    await gw.models.admit_validation(tenant)  # 429 past the hourly quota
     # Reads the disk and maybe the Hub, and may build a tiny checkpoint: not on the loop.
     result = await asyncio.to_thread(validate, body.hf_model_id, gw.config, new_id("val"))
-    await call(gw.models.add_validation.remote(tenant, result))
+    await gw.models.add_validation(tenant, result)
     # where the weights are is the server's business: a local directory is named as given
     local = result.source is not None and result.source.startswith("/")
     return result.model_copy(update={"source": body.hf_model_id}) if local else result
@@ -37,8 +37,8 @@ async def validate_hf(body: ValidateRequest, tenant: str = Depends(authenticate)
 @router.post("/v1/my-models/import-hf", response_model=ParelImportedModel, status_code=201)
 async def import_hf(body: ImportRequest, tenant: str = Depends(authenticate),
                     gw: Gateway = Depends(gateway)):
-    info: ModelInfo = await call(gw.models.import_model.remote(
-        tenant, body.validation_id, body.accepted_license, body.execution_mode, body.name))
+    info = await gw.models.import_model(tenant, body.validation_id, body.accepted_license,
+                                        body.execution_mode, body.name)
     return import_answer(info)
 
 
@@ -46,5 +46,5 @@ async def import_hf(body: ImportRequest, tenant: str = Depends(authenticate),
 async def list_models(task: str | None = Query(None), tenant: str = Depends(authenticate),
                       gw: Gateway = Depends(gateway)):
     wanted = EDIT_TASKS if task == "image-to-image" else {task}
-    return ModelList(data=[m for m in await gw.models_for(tenant)
+    return ModelList(data=[m for m in await gw.resolver.models_for(tenant)
                            if task is None or wanted & set(m.tasks)])

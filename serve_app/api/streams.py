@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import AsyncIterator
 
-from serve_app.api.gateway import ACTOR_WAIT_S, Gateway, call
+from serve_app.api.gateway import Gateway
 from serve_app.tasks.ledger import event_seq
 from serve_app.tasks.state import Task
 
@@ -54,8 +54,7 @@ async def task_events(gw: Gateway, task: Task, tenant: str, base_url: str,
                 yield _event("preview", seq, {"step": step, "image": preview})
             after = seq
         if task.done:
-            view = await gw.task_view(task, base_url)
+            view = await gw.reads.view(task, base_url)
             yield _event("done", seq, view.model_dump(mode="json"))
             return
-        task = await call(gw.tasks.watch.remote(task.id, tenant, after, WATCH_S),
-                          timeout_s=WATCH_S + ACTOR_WAIT_S)
+        task = await gw.tasks.watch(task.id, tenant, after, WATCH_S)

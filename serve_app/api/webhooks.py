@@ -4,7 +4,7 @@ library."""
 from fastapi import APIRouter, Depends
 
 from serve_app.api.deps import authenticate, gateway
-from serve_app.api.gateway import Gateway, call
+from serve_app.api.gateway import Gateway
 from serve_app.protocol import WebhookSecret
 
 router = APIRouter()
@@ -12,4 +12,4 @@ router = APIRouter()
 
 @router.get("/v1/webhooks/secret", response_model=WebhookSecret)
 async def webhook_secret(tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
-    return WebhookSecret(key=await call(gw.tasks.webhook_secret.remote(tenant)))
+    return WebhookSecret(key=await gw.tasks.webhook_secret(tenant))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve_app.api.gateway import preferred_wait
+from serve_app.api.deps import preferred_wait
 from tests.support.api import download
 
 

@@ -15,9 +15,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.api.deps import authenticate, gateway
+from serve_app.api.deps import authenticate, gateway, request_options
 from serve_app.api.dialects import native_request, request_fields
 from serve_app.api.gateway import Gateway
+from serve_app.api.submit import RequestOptions
 from serve_app.protocol import EditRequest, GenerationRequest, TaskView
 
 
@@ -76,16 +77,18 @@ router = APIRouter()
 
 @router.post("/v1/inference/{model:path}", response_model=DeepInfraResponse)
 async def inference(model: str, request: Request, tenant: str = Depends(authenticate),
+                    opts: RequestOptions = Depends(request_options),
                     gw: Gateway = Depends(gateway)):
     body = native_request(DeepInfraRequest, await request_fields(request))
     fields = body.to_native(model)
     if body.image is None:
-        submitted = await gw.submit_generation(
-            tenant, native_request(GenerationRequest, fields), request, wait_s=gw.sync_wait_s)
+        submitted = await gw.submitter.generation(
+            tenant, native_request(GenerationRequest, fields), opts, wait_s=gw.reads.sync_wait_s)
     else:
-        submitted = await gw.submit_edit(tenant, native_request(EditRequest, fields), request,
-                                         wait_s=gw.sync_wait_s)
-    return deepinfra_answer(await gw.finished(submitted, tenant, gw.base_url_for(request)))
+        submitted = await gw.submitter.edit(tenant, native_request(EditRequest, fields), opts,
+                                            wait_s=gw.reads.sync_wait_s)
+    return deepinfra_answer(await gw.reads.finished(submitted.task, submitted.started, tenant,
+                                                    opts.base_url))
 
 
 def deepinfra_answer(view: TaskView) -> DeepInfraResponse:

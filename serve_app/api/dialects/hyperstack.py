@@ -12,10 +12,10 @@ requests and task views are Tessera's native ones, which accept its `image_size`
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from serve_app.api.deps import authenticate, gateway
+from serve_app.api.deps import authenticate, base_url, gateway
 from serve_app.api.gateway import Gateway
 from serve_app.protocol import TaskView
 
@@ -35,9 +35,9 @@ MODALITY_TASKS = {"text-to-image": {"text-to-image"},
 
 
 @router.get("/v1/images/tasks/{job_id}", response_model=TaskView)
-async def image_task(job_id: str, request: Request, tenant: str = Depends(authenticate),
-                     gw: Gateway = Depends(gateway)):
-    return await gw.read_task(job_id, tenant, gw.base_url_for(request))
+async def image_task(job_id: str, tenant: str = Depends(authenticate),
+                     links: str = Depends(base_url), gw: Gateway = Depends(gateway)):
+    return await gw.reads.read(job_id, tenant, links)
 
 
 @router.get("/v1/base_models", response_model=BaseModelsAnswer)
@@ -45,6 +45,6 @@ async def base_models(inference: bool = Query(True),
                       modalities: Literal["text-to-image", "image-to-image"] | None = Query(None),
                       gw: Gateway = Depends(gateway), tenant: str = Depends(authenticate)):
     wanted = MODALITY_TASKS.get(modalities, set().union(*MODALITY_TASKS.values()))
-    names = [m.hf_model_id.rsplit("/", 1)[-1] for m in (await gw.catalog()).values()
+    names = [m.hf_model_id.rsplit("/", 1)[-1] for m in (await gw.resolver.catalog()).values()
              if (m.available or not inference) and wanted & set(m.tasks)]
     return BaseModelsAnswer(models=[BaseModelName(model_name=n) for n in dict.fromkeys(names)])

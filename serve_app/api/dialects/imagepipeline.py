@@ -12,12 +12,13 @@ The schema below is imagepipeline.io's generate v3 (`POST /generate/v3`,
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.api.deps import authenticate, gateway
+from serve_app.api.deps import authenticate, base_url, gateway, request_options
 from serve_app.api.dialects import native_request
-from serve_app.api.gateway import Gateway, requested_wait
+from serve_app.api.gateway import Gateway
+from serve_app.api.submit import RequestOptions
 from serve_app.protocol import GenerationRequest, TaskView
 
 FILE_PREFIX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -61,23 +62,24 @@ router = APIRouter()
 
 
 @router.post("/generate/v3", response_model=ImagePipelineAnswer)
-async def generate(body: ImagePipelineRequest, request: Request,
-                   tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
+async def generate(body: ImagePipelineRequest, tenant: str = Depends(authenticate),
+                   opts: RequestOptions = Depends(request_options),
+                   gw: Gateway = Depends(gateway)):
     native = native_request(GenerationRequest, body.to_native(gw.config.compat.default_model))
     metadata = {"batch_id": body.batch_id} if body.batch_id else {}
-    submitted = await gw.submit_generation(
-        tenant, native, request, file_prefix=body.file_prefix or "", metadata=metadata,
-        wait_s=requested_wait(request))
-    view = await gw.task_view(submitted.task, gw.base_url_for(request))
-    queued_urls = (gw.future_urls(tenant, view, body.file_prefix or "", gw.base_url_for(request))
+    submitted = await gw.submitter.generation(
+        tenant, native, opts, file_prefix=body.file_prefix or "", metadata=metadata,
+        wait_s=opts.wait_s)
+    view = await gw.reads.view(submitted.task, opts.base_url)
+    queued_urls = (gw.reads.future_urls(tenant, view, body.file_prefix or "", opts.base_url)
                    if body.queued_image_urls else [])
     return answer(view, queued_urls)
 
 
 @router.get("/generate/v3/status/{task_id}", response_model=ImagePipelineAnswer)
-async def status(task_id: str, request: Request, tenant: str = Depends(authenticate),
-                 gw: Gateway = Depends(gateway)):
-    return answer(await gw.read_task(task_id, tenant, gw.base_url_for(request)))
+async def status(task_id: str, tenant: str = Depends(authenticate),
+                 links: str = Depends(base_url), gw: Gateway = Depends(gateway)):
+    return answer(await gw.reads.read(task_id, tenant, links))
 
 
 def answer(view: TaskView, queued_urls: list[str] | None = None) -> ImagePipelineAnswer:

@@ -20,10 +20,12 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from serve_app.api.deps import authenticate, gateway
+from serve_app.api.deps import authenticate, gateway, request_options
 from serve_app.api.dialects import MAX_FORM_FIELDS, MAX_FORM_FILES, native_request
+from serve_app.api.errors import install_error_handlers
 from serve_app.api.gateway import Gateway
-from serve_app.core.errors import InvalidRequestError, install_error_handlers
+from serve_app.api.submit import RequestOptions
+from serve_app.core.errors import InvalidRequestError
 from serve_app.protocol import EditRequest, GenerationRequest, TaskView
 
 # Tessera parameters a client passes with the SDK's `extra_body`
@@ -132,22 +134,24 @@ IGNORED_HEADER = "Tessera-Ignored-Parameters"
 
 
 @router.post("/images/generations", response_model=OpenAIImagesResponse)
-async def generations(body: OpenAIImageRequest, request: Request,
-                      tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
+async def generations(body: OpenAIImageRequest, tenant: str = Depends(authenticate),
+                      opts: RequestOptions = Depends(request_options),
+                      gw: Gateway = Depends(gateway)):
     native = native_request(GenerationRequest, body.to_native(gw.config.compat.default_model))
-    submitted = await gw.submit_generation(tenant, native, request, wait_s=gw.sync_wait_s)
-    view = await gw.finished(submitted, tenant, gw.base_url_for(request))
+    submitted = await gw.submitter.generation(tenant, native, opts, wait_s=gw.reads.sync_wait_s)
+    view = await gw.reads.finished(submitted.task, submitted.started, tenant, opts.base_url)
     return images_response(view, native.prompt, 0, body.ignored())
 
 
 @router.post("/images/edits", response_model=OpenAIImagesResponse)
 async def edits(request: Request, tenant: str = Depends(authenticate),
+                opts: RequestOptions = Depends(request_options),
                 gw: Gateway = Depends(gateway)):
     body, images, mask = await read_edit_form(request)
     fields = body.to_native(gw.config.compat.default_model, EXTRA + ("strength",))
     native = native_request(EditRequest, {**fields, "image": images, "mask_image": mask})
-    submitted = await gw.submit_edit(tenant, native, request, wait_s=gw.sync_wait_s)
-    view = await gw.finished(submitted, tenant, gw.base_url_for(request))
+    submitted = await gw.submitter.edit(tenant, native, opts, wait_s=gw.reads.sync_wait_s)
+    view = await gw.reads.finished(submitted.task, submitted.started, tenant, opts.base_url)
     image_tokens = len(images) * (view.request.get("width", 0) // 16) * (
         view.request.get("height", 0) // 16)
     return images_response(view, native.prompt, image_tokens, body.ignored())
@@ -155,14 +159,14 @@ async def edits(request: Request, tenant: str = Depends(authenticate),
 
 @router.get("/models", response_model=OpenAIModelList)
 async def list_models(tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
-    models = await gw.models_for(tenant)
+    models = await gw.resolver.models_for(tenant)
     return OpenAIModelList(data=[openai_model(m) for m in models if m.available])
 
 
 @router.get("/models/{model_id:path}", response_model=OpenAIModel)
 async def retrieve_model(model_id: str, tenant: str = Depends(authenticate),
                          gw: Gateway = Depends(gateway)):
-    info, _ = await gw.imported_model(tenant, model_id)
+    info, _ = await gw.resolver.resolve(tenant, model_id)
     return openai_model(info)
 
 

@@ -1,0 +1,175 @@
+"""The one submit path: every dialect's generation or edit becomes a `Task` here and goes to
+the task actor; with a wait, the same call answers once the task has ended."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from opentelemetry import trace
+
+from serve_app.api.clients import TaskClient
+from serve_app.api.edit_inputs import InputLoader
+from serve_app.api.holds import WAITS, TenantHolds
+from serve_app.api.resolve import ModelResolver
+from serve_app.core import netguard, telemetry
+from serve_app.core.config import TesseraConfig
+from serve_app.core.errors import InvalidRequestError, UnsupportedTaskError, WebhookURLError
+from serve_app.core.telemetry import inject, task_attributes
+from serve_app.core.types import GenerateParams
+from serve_app.protocol import EditRequest, GenerationRequest, ModelInfo, TaskCreated
+from serve_app.rules import route_edit
+from serve_app.tasks.state import Task
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(12)}"
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What a request's headers and route say about its task, parsed once by the API's
+    dependencies: `Cancel-After`, `Idempotency-Key`, `Prefer: wait`, and where links point."""
+
+    base_url: str
+    path: str = ""
+    cancel_after_s: float | None = None
+    idempotency_key: str | None = None
+    wait_s: int | None = None
+
+
+@dataclass
+class TaskOptions:
+    """How a task is run and followed, beside its pipeline parameters."""
+
+    cancel_after_s: float | None = None
+    preview: bool = False
+    webhook: str | None = None
+    webhook_events: tuple[str, ...] = ("completed",)
+    idempotency_key: str | None = None
+    body_hash: str | None = None
+    file_prefix: str = ""  # output file names start with it
+    metadata: dict[str, str] = field(default_factory=dict)  # the client's labels (batch_id)
+
+
+@dataclass
+class Submitted:
+    """A submission's outcome: what its 202 says, and the task as the task actor answered it:
+    queued, or, when the submit waited (`wait_s`), ended or as it was when the wait ran out."""
+
+    created: TaskCreated
+    task: Task
+    started: float  # time.monotonic() when it was sent: the synchronous dialects' deadline
+    wait_s: int | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.created.task_id
+
+
+class Submitter:
+    def __init__(self, config: TesseraConfig, resolver: ModelResolver, inputs: InputLoader,
+                 tasks: TaskClient, holds: TenantHolds):
+        self.config = config
+        self.resolver = resolver
+        self.inputs = inputs
+        self.tasks = tasks
+        self.holds = holds
+
+    async def generation(self, tenant: str, body: GenerationRequest, opts: RequestOptions,
+                         file_prefix: str = "", metadata: dict | None = None,
+                         wait_s: int | None = None) -> Submitted:
+        """Every dialect's text-to-image request, once it is a `GenerationRequest`; with
+        wait_s, the answer comes once the task ends or after wait_s seconds."""
+        model, source = await self.resolver.resolve(tenant, body.model)
+        if "text-to-image" not in model.tasks:
+            raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
+                                       param="model")
+        params, warnings = body.to_generate_params(model.parameters)
+        options = await self.options(body, opts)
+        options.file_prefix, options.metadata = file_prefix, metadata or {}
+        task_id, now = new_id("task"), time.time()
+        return await self.submit(tenant, model, source, task_id, now, params, body.count,
+                                 body.response_format, warnings, options, opts.base_url,
+                                 wait_s)
+
+    async def edit(self, tenant: str, body: EditRequest, opts: RequestOptions,
+                   wait_s: int | None = None) -> Submitted:
+        """Every dialect's edit request, once it is an `EditRequest`: the inputs go to the
+        store, the task carries their keys."""
+        model, source = await self.resolver.resolve(tenant, body.model)
+        task = route_edit(model.tasks, body.mask_image is not None, model.id)
+        if len(body.images) > model.parameters.max_input_images:
+            raise InvalidRequestError(f"{model.id} takes at most "
+                                      f"{model.parameters.max_input_images} input image(s)",
+                                      param="image")
+        images = [await self.inputs.load_image(tenant, ref, "image") for ref in body.images]
+        mask = (await self.inputs.load_image(tenant, body.mask_image, "mask_image", "L")
+                if body.mask_image is not None else None)
+        params, warnings = body.to_generate_params(model.parameters, task, images[0].size)
+        options = await self.options(body, opts)
+        task_id, now = new_id("task"), time.time()
+        keys, mask_key = await self.inputs.store_inputs(tenant, task_id, images, mask,
+                                                        (params.width, params.height), warnings)
+        params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key})
+        return await self.submit(tenant, model, source, task_id, now, params, body.count,
+                                 body.response_format, warnings, options, opts.base_url,
+                                 wait_s)
+
+    async def options(self, body, opts: RequestOptions) -> TaskOptions:
+        """The task options of a generation or edit request (body fields and headers)."""
+        cancel_after = opts.cancel_after_s or body.cancel_after
+        digest = None
+        if opts.idempotency_key is not None:  # the same key must come with the same request
+            canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True)
+            digest = hashlib.sha256(f"{opts.path}\n{canonical}".encode()).hexdigest()
+        if body.webhook is not None:
+            await netguard.resolve_async(body.webhook, param="webhook",
+                                         allow_private=self.config.inputs.allow_private_urls,
+                                         error=WebhookURLError)
+        return TaskOptions(cancel_after_s=cancel_after, preview=body.preview,
+                           webhook=body.webhook,
+                           webhook_events=tuple(dict.fromkeys(body.webhook_events_filter)),
+                           idempotency_key=opts.idempotency_key, body_hash=digest)
+
+    async def submit(self, tenant: str, model: ModelInfo, source: str, task_id: str,
+                     created_at: float, params: GenerateParams, n: int, response_format: str,
+                     warnings: list[str], options: TaskOptions, base_url: str = "",
+                     wait_s: int | None = None) -> Submitted:
+        attrs = task_attributes(task_id, tenant, model.id, model.family,
+                                **{"tessera.batch_size": len(params.seeds)})
+        for span in {telemetry.REQUEST_SPAN.get() or trace.get_current_span(),
+                     trace.get_current_span()}:
+            span.set_attributes(attrs)
+        summary = params.model_dump(include={
+            "task", "prompt", "negative_prompt", "width", "height", "num_inference_steps",
+            "guidance_scale", "strength", "seeds", "output_format"}) | {
+            "n": n, "response_format": response_format}
+        task = Task(id=task_id, tenant=tenant, model=model.id, family=model.family,
+                    source=source, params=params, created_at=created_at,
+                    deadline_at=created_at + self.config.limits.task_deadline_s,
+                    price_per_image=model.pricing.per_image, currency=model.pricing.currency,
+                    request=summary, warnings=warnings, trace=inject(),
+                    cancel_at=(created_at + options.cancel_after_s
+                               if options.cancel_after_s else None),
+                    preview=options.preview, webhook=options.webhook,
+                    webhook_events=list(options.webhook_events),
+                    idempotency_key=options.idempotency_key, base_url=base_url,
+                    file_prefix=options.file_prefix, metadata=options.metadata)
+        started = time.monotonic()
+        # an idempotent replay answers the original task. Waiting is part of the same actor
+        # call, which saves a round trip to the task actor on the latency-critical path.
+        hold = self.holds.take(tenant, WAITS) if wait_s else None  # 429 before submitting
+        try:
+            answered = await self.tasks.submit(task, options.body_hash, wait_s or 0)
+        finally:
+            if hold is not None:
+                hold.release()
+        created = TaskCreated(task_id=answered.id, job_id=answered.id, status=answered.status,
+                              model=answered.model, created_at=answered.created_at,
+                              queue_position=answered.queue_position,
+                              warnings=answered.warnings)
+        return Submitted(created, answered, started, wait_s)
