@@ -1,6 +1,6 @@
 """Batching on against off: images per second at several concurrencies, in one run.
 
-    python -m loadtests.bench_batching --output loadtests/out/batching \
+    python -m loadtests.bench_batching --output /tmp/tessera-bench/batching \
         [--concurrency 1 4 16] [--seconds 20] [--size 256x256] [--steps 4] [--poll 0.25]
 
 One local Ray, two Tessera apps side by side that differ only in the FLUX family's
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtests.common import import_tiny, percentiles, start_local_apps, write_report
+from loadtests.common import import_tiny, out_dir, percentiles, start_local_apps, write_report
 
 SPAN_WAIT_S = 8  # spans reach the trace file in batches every few seconds
 
@@ -139,7 +139,7 @@ def markdown(report: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="loadtests/out/batching")
+    parser.add_argument("--output", default=out_dir("batching"))
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--size", default="256x256")

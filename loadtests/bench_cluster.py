@@ -1,6 +1,6 @@
 """Spread and autoscaler reaction times on a local cluster with 1, 2 and 4 fake GPU nodes.
 
-    python -m loadtests.bench_cluster --output loadtests/out/cluster [--nodes 1 2 4] \
+    python -m loadtests.bench_cluster --output /tmp/tessera-bench/cluster [--nodes 1 2 4] \
         [--tasks-per-node 12] [--size 512x512] [--steps 30]
 
 For each node count, a fresh local cluster (`serve_app.local_cluster`: a head without GPUs and N
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from loadtests.common import write_report
+from loadtests.common import out_dir, write_report
 
 KEY = "bench-cluster-key"
 REPLICA_CLASS = "ServeReplica:tessera:family-flux"
@@ -149,7 +149,7 @@ def markdown(rows: list[dict], args) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", default="loadtests/out/cluster")
+    parser.add_argument("--output", default=out_dir("cluster"))
     parser.add_argument("--nodes", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--tasks-per-node", type=int, default=12)
     parser.add_argument("--size", default="512x512")

@@ -1,6 +1,6 @@
 """PNG encoding: Tessera's writer (deployments.png) against Pillow's at its fastest level, one run.
 
-    python -m loadtests.bench_encode --output loadtests/out/encode [--repeats 20]
+    python -m loadtests.bench_encode --output /tmp/tessera-bench/encode [--repeats 20]
 
 Three kinds of content per size, made here (no photographs ship with the project): `smooth`, a
 small random image scaled up bicubically (large soft areas, as in most generated images);

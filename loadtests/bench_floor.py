@@ -1,6 +1,6 @@
 """The floor of a waited request on this machine: its three round trips with no work in them.
 
-    python -m loadtests.bench_floor --output loadtests/out/floor [--repeats 200] [--gap-ms 50]
+    python -m loadtests.bench_floor --output /tmp/tessera-bench/floor [--repeats 200] [--gap-ms 50]
 
 A `Prefer: wait` request makes three round trips around its pipeline call: the client's HTTP
 request to the ingress, the ingress's submit-and-wait call to the task actor, and the task
@@ -30,8 +30,8 @@ from loadtests.common import percentiles, start_local_server, write_report
 
 
 def sample_task():
+    from serve_app.core.tasks import Task
     from serve_app.core.types import GenerateParams
-    from serve_app.tasks.state import Task
 
     now = time.time()
     params = GenerateParams(prompt="a red fox", width=64, height=64, num_inference_steps=4,

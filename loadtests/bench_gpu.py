@@ -1,6 +1,6 @@
 """GPU speed of FLUX.1 at full size: eager bf16, regional compile, fp8 + compile, in one run.
 
-    python -m loadtests.bench_gpu --output loadtests/out/gpu \
+    python -m loadtests.bench_gpu --output /tmp/tessera-bench/gpu \
         [--models schnell dev] [--variants eager compile fp8-compile] [--size 1024] [--runs 5]
     python -m loadtests.bench_gpu --tiny --output DIR   # the same code paths on CPU, tiny model
 

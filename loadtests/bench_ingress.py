@@ -1,6 +1,6 @@
 """How many submissions per second the ingress accepts, with poll traffic, at 1, 16 and 64.
 
-    python -m loadtests.bench_ingress --output loadtests/out/ingress [--seconds 10]
+    python -m loadtests.bench_ingress --output /tmp/tessera-bench/ingress [--seconds 10]
 
 Each worker loops: submit a generation, then poll its task once (as clients do). Counts 202s per
 second of wall time, 429s separately, and the CPU seconds the Ray processes used meanwhile.

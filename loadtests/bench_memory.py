@@ -1,6 +1,6 @@
 """The task actor's memory over 10,000 tasks: flat once finished tasks leave it.
 
-    python -m loadtests.bench_memory --output loadtests/out/memory [--tasks 10000]
+    python -m loadtests.bench_memory --output /tmp/tessera-bench/memory [--tasks 10000]
 
 Runs the task actor's own code (`TaskManager`, SQLite store) in this process, with a family
 handle that answers at once (the replica is not what is measured), and records the Python heap
@@ -46,7 +46,7 @@ async def one_run(tasks: int, keep_finished_s: float, step: int) -> list[dict]:
         gc.collect()
         current, _ = tracemalloc.get_traced_memory()
         points.append({"tasks": start + step, "heap_mib": round(current / 2**20, 2),
-                       "in_memory": len(tm.ledger.tasks)})
+                       "in_memory": tm.ledger.counts()["in_memory"]})
     tracemalloc.stop()
     await tm.close()
     return points

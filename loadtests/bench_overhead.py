@@ -1,6 +1,6 @@
 """Serving overhead: the same tiny model called in-process and through the HTTP API, one run.
 
-    python -m loadtests.bench_overhead --output loadtests/out/overhead [--repeats 20]
+    python -m loadtests.bench_overhead --output /tmp/tessera-bench/overhead [--repeats 20]
 
 Direct: the tiny FLUX checkpoint loaded with diffusers' own `FluxPipeline.from_pretrained` and
 called in this process, while the server is up. API: submit to /v1/images/generations, poll

@@ -1,7 +1,8 @@
 """What the durable task store costs the ingress: accepted submissions per second, in one run,
 for the code before the store (tasks in memory only), SQLite (the default) and PostgreSQL.
 
-    python -m loadtests.bench_store --output loadtests/out/store [--seconds 10] [--concurrency 16]
+    python -m loadtests.bench_store --output /tmp/tessera-bench/store \
+        [--seconds 10] [--concurrency 16]
 
 Each server runs in its own process on a fresh local Ray, one after the other, and is measured
 with bench_ingress's loop (submit, then poll once). The in-memory baseline is this repository

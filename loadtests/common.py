@@ -13,6 +13,14 @@ from urllib.parse import urlsplit
 import httpx
 
 
+def out_dir(name: str) -> str:
+    """Where a benchmark writes by default: outside the tree (the docs keep the figures, and
+    loadtests/results/ only the raw files they cite)."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), "tessera-bench", name)
+
+
 def require_loopback(url: str) -> None:
     """Load is only ever sent to this machine."""
     host = urlsplit(url).hostname or ""

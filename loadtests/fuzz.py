@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from loadtests.common import import_tiny, require_loopback, write_report
+from loadtests.common import import_tiny, out_dir, require_loopback, write_report
 
 ERROR_KEYS = {"code", "message", "param"}
 
@@ -195,7 +195,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=10000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="loadtests/out/fuzz")
+    parser.add_argument("--output", default=out_dir("fuzz"))
     parser.add_argument("--request-timeout", type=float, default=30.0)
     args = parser.parse_args()
     url, stop = os.environ.get("TESSERA_URL"), None

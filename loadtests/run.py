@@ -1,6 +1,6 @@
 """Headless load runner: submit, poll, download; report where the time went.
 
-    python -m loadtests.run --scenario burst --tasks 500 --output loadtests/out/burst \
+    python -m loadtests.run --scenario burst --tasks 500 --output /tmp/tessera-bench/burst \
         --api-key KEY_A --api-key KEY_B
 
 Targets only loopback (TESSERA_URL, default http://127.0.0.1:8000), bounds its requests by

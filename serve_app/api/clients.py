@@ -10,9 +10,9 @@ import asyncio
 from typing import Any
 
 from serve_app.core.errors import ServiceUnavailableError, TesseraError, unwrap_remote_error
+from serve_app.core.tasks import Task
 from serve_app.models import ModelRecord
 from serve_app.protocol import ModelInfo, ValidateResponse
-from serve_app.tasks.state import Task
 
 # Ray retries a call that meets a restarting actor; past this, the client gets a 503 and retries
 ACTOR_WAIT_S = 20.0

@@ -11,8 +11,8 @@ from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import GatewayTimeoutError, TaskFailedError
 from serve_app.core.keys import output_key
 from serve_app.core.storage import OutputStore
+from serve_app.core.tasks import TERMINAL, Task
 from serve_app.protocol import TaskView
-from serve_app.tasks.state import TERMINAL, Task
 from serve_app.views import render_task
 
 # the longest a client may ask to wait for a task's end (`Prefer: wait=N`, `?wait=N`)
@@ -70,12 +70,10 @@ class TaskReader:
                                   code=error.code if error else task.status)
         return await self.view(task, base_url)
 
-    def future_urls(self, tenant: str, view: TaskView, file_prefix: str,
-                    base_url: str) -> list[str]:
+    def future_urls(self, task: Task, file_prefix: str, base_url: str) -> list[str]:
         """The links a task's images will have once it completes (the store signs a key
         before its object exists)."""
-        req = view.request
-        return [self.store.url(output_key(tenant, view.id, view.created_at, i,
-                                          req["output_format"], file_prefix),
+        return [self.store.url(output_key(task.tenant, task.id, task.created_at, i,
+                                          task.params.output_format, file_prefix),
                                base_url, self.config.storage.url_ttl_s)
-                for i in range(len(req["seeds"]))]
+                for i in range(len(task.params.seeds))]

@@ -11,8 +11,8 @@ import json
 from typing import AsyncIterator
 
 from serve_app.api.gateway import Gateway
+from serve_app.core.tasks import Task
 from serve_app.tasks.ledger import event_seq
-from serve_app.tasks.state import Task
 
 WATCH_S = 15.0  # one long-poll; sse-starlette pings in between keep proxies from closing
 

@@ -18,11 +18,11 @@ from serve_app.api.resolve import ModelResolver
 from serve_app.core import netguard, telemetry
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import InvalidRequestError, UnsupportedTaskError, WebhookURLError
+from serve_app.core.tasks import Task, TaskRequest
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import GenerateParams
 from serve_app.protocol import EditRequest, GenerationRequest, ModelInfo, TaskCreated
 from serve_app.rules import route_edit
-from serve_app.tasks.state import Task
 
 
 def new_id(prefix: str) -> str:
@@ -144,10 +144,8 @@ class Submitter:
         for span in {telemetry.REQUEST_SPAN.get() or trace.get_current_span(),
                      trace.get_current_span()}:
             span.set_attributes(attrs)
-        summary = params.model_dump(include={
-            "task", "prompt", "negative_prompt", "width", "height", "num_inference_steps",
-            "guidance_scale", "strength", "seeds", "output_format"}) | {
-            "n": n, "response_format": response_format}
+        summary = TaskRequest(**params.model_dump(include=set(TaskRequest.model_fields)),
+                              n=n, response_format=response_format)
         task = Task(id=task_id, tenant=tenant, model=model.id, family=model.family,
                     source=source, params=params, created_at=created_at,
                     deadline_at=created_at + self.config.limits.task_deadline_s,

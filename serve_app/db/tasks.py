@@ -10,8 +10,8 @@ import functools
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 
+from serve_app.core.tasks import IN_PROGRESS, QUEUED, Task
 from serve_app.db.schema import tasks, webhook_deliveries
-from serve_app.tasks.state import IN_PROGRESS, QUEUED, Task
 
 
 def row(task: Task) -> dict:

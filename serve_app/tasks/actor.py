@@ -15,13 +15,14 @@ Ray (`max_task_retries=-1`) and wait; every call waits until the start is done.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
 
 import ray
 
-from serve_app.core.config import TesseraConfig
+from serve_app.core.config import LimitSettings, TesseraConfig
 from serve_app.core.errors import (
     IdempotencyKeyReusedError,
     QueueFullError,
@@ -29,16 +30,15 @@ from serve_app.core.errors import (
     TesseraError,
 )
 from serve_app.core.storage import make_store
+from serve_app.core.tasks import Task
 from serve_app.core.telemetry import setup_logging, setup_tracing
 from serve_app.db import idempotency
 from serve_app.db import tasks as task_rows
 from serve_app.db.engine import database_url, make_engine, migrate
-from serve_app.db.journal import Journal
 from serve_app.tasks.dispatch import FamilyDispatcher
-from serve_app.tasks.ledger import Ledger
-from serve_app.tasks.queue import FairQueue
+from serve_app.tasks.journal import Journal
+from serve_app.tasks.ledger import Ledger, LedgerHooks
 from serve_app.tasks.retention import Retention
-from serve_app.tasks.state import Task
 from serve_app.tasks.webhooks import COMPLETED, START, WebhookOutbox
 
 logger = logging.getLogger("tessera.tasks")
@@ -48,9 +48,10 @@ NAMESPACE = "tessera"
 
 class TaskManager:
     def __init__(self, config: dict | None = None, handles: dict[str, Any] | None = None):
-        self.ledger = Ledger()
+        self.ledger: Ledger | None = None  # made, whole, once the config is known
+        self._engine = None
         self._dispatchers: dict[str, FamilyDispatcher] = {}
-        self._limits = {"max_queued_per_tenant": 500}
+        self._limits: LimitSettings | None = None
         self._background: list[asyncio.Task] = []
         self._retention: Retention | None = None
         self._store = None
@@ -71,7 +72,7 @@ class TaskManager:
             if self._ready.is_set():
                 for name, handle in handles.items():
                     if name in self._dispatchers:
-                        self._dispatchers[name].handle = handle
+                        self._dispatchers[name].use(handle)
                 return
             await self._start(TesseraConfig.model_validate(config), handles)
             self._ready.set()
@@ -79,33 +80,30 @@ class TaskManager:
     async def _start(self, cfg: TesseraConfig, handles: dict[str, Any]) -> None:
         setup_tracing(cfg.tracing, cfg.data_dir, "task-actor")
         setup_logging()
-        self._limits = cfg.limits.model_dump()
+        self._limits = cfg.limits
         self._store = make_store(cfg)
-        engine = make_engine(database_url(cfg))
+        engine = self._engine = make_engine(database_url(cfg))
         await asyncio.to_thread(migrate, engine)
-        self.ledger = Ledger(Journal(engine), cfg.database.read_wait_s, cfg.limits.keep_finished_s)
-        self.ledger.stop_dispatch = self._stop_dispatch
-        self.outbox = WebhookOutbox(engine, self._store, cfg, self.ledger.tasks)
-        self.ledger.on_start = lambda task: self.outbox.deliveries(task, START)
-        self.ledger.on_end = lambda task: self.outbox.deliveries(task, COMPLETED)
-        self.ledger.on_stored = self.outbox.wake
-        self.ledger.retention_days = cfg.storage.retention_days
+        live: dict[str, Task] = {}  # the tasks in memory: the ledger's, read by the outbox
+        self.outbox = WebhookOutbox(engine, self._store, cfg, live)
+        hooks = LedgerHooks(on_start=functools.partial(self.outbox.deliveries, event=START),
+                            on_end=functools.partial(self.outbox.deliveries, event=COMPLETED),
+                            on_stored=self.outbox.wake, stop_dispatch=self._stop_dispatch)
         families = cfg.enabled_families()
-        for name in families:
-            self.ledger.queues[name] = FairQueue()
+        self.ledger = Ledger(Journal(engine), list(families), hooks, cfg.database.read_wait_s,
+                             cfg.limits.keep_finished_s, cfg.storage.retention_days, live)
         restored = await asyncio.to_thread(task_rows.unfinished, engine)
         for task in restored:
             if task.family in families:
                 self.ledger.restore(task)
             else:  # its family is no longer deployed: it cannot run here
-                self.ledger.tasks[task.id] = task
-                self.ledger.fail(task, "model_not_supported",
-                                 f"family {task.family} is not deployed any more")
+                self.ledger.fail_unrunnable(task, "model_not_supported",
+                                            f"family {task.family} is not deployed any more")
         if restored:
             logger.info("restored %d unfinished tasks", len(restored))
         for name, settings in families.items():
             self._dispatchers[name] = FamilyDispatcher(self.ledger, name, handles[name],
-                                                       settings.model_dump())
+                                                       settings)
         self._background.append(asyncio.create_task(self._watch()))
         if cfg.storage.retention_days:
             self._retention = Retention(self.ledger, self._store, cfg.storage.retention_days)
@@ -130,7 +128,7 @@ class TaskManager:
 
     async def _submit(self, task: Task, body_hash: str | None) -> Task:
         await self._ready.wait()
-        known = self.ledger.tasks.get(task.id)
+        known = self.ledger.live(task.id)
         if known is not None:  # Ray retried this call after a restart: it was accepted
             return self.ledger.snapshot(known)
         if task.created_at <= self._started_at:
@@ -153,7 +151,7 @@ class TaskManager:
 
     async def _submit_once(self, task: Task, body_hash: str | None) -> Task:
         """Under the key's lock: replay, refuse, or accept and remember the key."""
-        engine = self.ledger.journal.engine
+        engine = self._engine
         seen = await self.ledger.db(idempotency.find, engine, task.tenant,
                                      task.idempotency_key, task.created_at)
         if seen is not None:
@@ -173,12 +171,12 @@ class TaskManager:
         if dispatcher is None:
             raise TesseraError(f"family {task.family} is not deployed",
                                code="model_not_supported")
-        queue = self.ledger.queues[task.family]
-        if len(queue) >= dispatcher.settings["max_queued"]:
-            raise QueueFullError(f"the {task.family} queue is full ({len(queue)} tasks); retry "
+        queued = self.ledger.queued_in(task.family)
+        if queued >= dispatcher.settings.max_queued:
+            raise QueueFullError(f"the {task.family} queue is full ({queued} tasks); retry "
                                  "later", headers={"Retry-After": "5"})
         queued = self.ledger.queued_by(task.tenant)
-        if queued >= self._limits["max_queued_per_tenant"]:
+        if queued >= self._limits.max_queued_per_tenant:
             raise RateLimitedError(f"you have {queued} queued tasks, the most allowed; wait for "
                                    "some to finish", headers={"Retry-After": "5"})
         await self.ledger.add(task)
@@ -213,8 +211,8 @@ class TaskManager:
         await self._ready.wait()
         task = await self.ledger.find(task_id, tenant)
         # one read back from the database has ended: task_not_cancelable
-        self.ledger.cancel(self.ledger.tasks.get(task.id, task))
-        await self.ledger.journal.settled(task.id, self.ledger.read_wait_s)
+        self.ledger.cancel(self.ledger.live(task.id) or task)
+        await self.ledger.settled(task.id)
         return await self._view(task)
 
     def _stop_dispatch(self, task: Task) -> None:
@@ -229,8 +227,8 @@ class TaskManager:
 
     async def stats(self) -> dict:
         await self._ready.wait()
-        return {**self.ledger.counts(), "commits": self.ledger.journal.commits,
-                "inflight": sum(len(d.inflight) for d in self._dispatchers.values())}
+        return {**self.ledger.counts(), "commits": self.ledger.commits,
+                "inflight": sum(len(d.running()) for d in self._dispatchers.values())}
 
     async def sweep(self, now: float | None = None) -> dict:
         await self._ready.wait()
@@ -239,25 +237,25 @@ class TaskManager:
     async def close(self) -> None:
         """Stop dispatching and writing (what a dead process does; in-process for tests)."""
         pending = [d.loop for d in self._dispatchers.values()] + [
-            t for d in self._dispatchers.values() for t in d.inflight.values()]
+            t for d in self._dispatchers.values() for t in d.running()]
         pending += self._background
-        if self.ledger.journal is not None:
-            pending.append(self.ledger.journal.worker)
+        if self.ledger is not None:
+            pending.extend(self.ledger.workers())
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         if self.outbox is not None:
             await self.outbox.close()
-        if self.ledger.journal is not None:
-            self.ledger.journal.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     async def _watch(self) -> None:
         """Deadlines (nothing stays in progress for ever) and memory (finished tasks go)."""
         while True:
             await asyncio.sleep(1.0)
             now = time.time()
-            for task in list(self.ledger.tasks.values()):
-                if not task.done and now > task.deadline_at:
+            for task in self.ledger.unfinished():
+                if now > task.deadline_at:
                     self.ledger.fail(task, "timeout",
                                      "the task did not finish before its deadline")
             self.ledger.evict(now)

@@ -15,12 +15,12 @@ import logging
 import time
 from typing import Any
 
+from serve_app.core.config import FamilySettings
 from serve_app.core.errors import TesseraError, unwrap_remote_error
-from serve_app.core.metrics import m
+from serve_app.core.tasks import IN_PROGRESS, MAX_ATTEMPTS, QUEUED, Task
 from serve_app.core.telemetry import extract, inject, task_attributes, tracer
 from serve_app.core.types import GenerateRequest, GenerateResult, Started, Step
 from serve_app.tasks.ledger import Ledger
-from serve_app.tasks.state import IN_PROGRESS, MAX_ATTEMPTS, QUEUED, Task
 
 logger = logging.getLogger("tessera.tasks")
 
@@ -31,15 +31,15 @@ def replica_lost(exc: BaseException) -> bool:
     return isinstance(exc, (ActorDiedError, ActorUnavailableError, RayActorError))
 
 
-def dispatch_slots(settings: dict) -> int:
-    if settings.get("dispatch_concurrency"):
-        return settings["dispatch_concurrency"]
-    replicas = settings.get("num_replicas") or settings["autoscaling"]["max_replicas"]
-    return max(1, replicas * settings["max_ongoing_requests"])
+def dispatch_slots(settings: FamilySettings) -> int:
+    if settings.dispatch_concurrency:
+        return settings.dispatch_concurrency
+    replicas = settings.num_replicas or settings.autoscaling.max_replicas
+    return max(1, replicas * settings.max_ongoing_requests)
 
 
 class FamilyDispatcher:
-    def __init__(self, ledger: Ledger, family: str, handle: Any, settings: dict):
+    def __init__(self, ledger: Ledger, family: str, handle: Any, settings: FamilySettings):
         self.ledger = ledger
         self.family = family
         self.handle = handle
@@ -49,19 +49,9 @@ class FamilyDispatcher:
         self.loop = asyncio.create_task(self._loop())
 
     async def _loop(self) -> None:
-        queue = self.ledger.queues[self.family]
         while True:
             await self.slots.acquire()
-            task = None
-            while task is None:
-                task_id = queue.pop()
-                if task_id is None:
-                    queue.changed.clear()
-                    await queue.changed.wait()
-                    continue
-                candidate = self.ledger.tasks.get(task_id)
-                task = candidate if candidate is not None and not candidate.done else None
-            m().queue_depth.set(len(queue), tags={"family": self.family})
+            task = await self.ledger.next_for(self.family)
             run = asyncio.create_task(self._traced_run(task))
             self.inflight[task.id] = run
             # a done callback, not a `finally` in the coroutine: a task cancelled before its
@@ -72,6 +62,14 @@ class FamilyDispatcher:
         if self.inflight.get(task_id) is run:
             del self.inflight[task_id]
         self.slots.release()
+
+    def use(self, handle: Any) -> None:
+        """A newer handle to the family deployment (an ingress replica started again)."""
+        self.handle = handle
+
+    def running(self) -> list[asyncio.Task]:
+        """The dispatches in flight, for stats and for stopping the actor."""
+        return list(self.inflight.values())
 
     def stop(self, task_id: str) -> None:
         """Stop a task's dispatch: its stream is cancelled, and with it the task in the
@@ -157,7 +155,7 @@ class FamilyDispatcher:
     async def _started_in_time(self, task: Task, consume: asyncio.Future,
                                started: asyncio.Event) -> bool:
         """The family's cold-start deadline: from hand-off to the pipeline starting."""
-        limit = self.settings.get("cold_start_deadline_s")
+        limit = self.settings.cold_start_deadline_s
         if not limit or limit >= task.deadline_at - time.time():
             return True
         waiter = asyncio.ensure_future(started.wait())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from serve_app.core.errors import (
@@ -22,12 +23,12 @@ from serve_app.core.errors import (
     TaskNotFoundError,
 )
 from serve_app.core.metrics import m
+from serve_app.core.tasks import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task
 from serve_app.core.types import GenerateResult
 from serve_app.db import tasks as task_rows
 from serve_app.db.engine import run
-from serve_app.db.journal import Journal, unavailable
+from serve_app.tasks.journal import Journal, unavailable
 from serve_app.tasks.queue import FairQueue
-from serve_app.tasks.state import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task
 
 
 def event_seq(task: Task) -> int:
@@ -36,19 +37,36 @@ def event_seq(task: Task) -> int:
     return len(task.history) * 1000 + ((task.progress or {}).get("step") or 0)
 
 
+def _no_deliveries(task: Task) -> list[dict]:
+    return []
+
+
+@dataclass(frozen=True)
+class LedgerHooks:
+    """What the ledger tells its neighbours, given when it is made: the webhook deliveries a
+    start or an end makes (committed with that transition) and a call once they are stored
+    (the outbox), and how a task's dispatch is stopped (the dispatchers)."""
+
+    on_start: Callable[[Task], list[dict]] = _no_deliveries
+    on_end: Callable[[Task], list[dict]] = _no_deliveries
+    on_stored: Callable[[], None] = lambda: None
+    stop_dispatch: Callable[[Task], None] = lambda task: None
+
+
 class Ledger:
-    def __init__(self, journal: Journal | None = None, read_wait_s: float = 5.0,
-                 keep_finished_s: float = 300.0):
+    def __init__(self, journal: Journal, families: list[str], hooks: LedgerHooks = LedgerHooks(),
+                 read_wait_s: float = 5.0, keep_finished_s: float = 300.0,
+                 retention_days: float | None = None, tasks: dict[str, Task] | None = None):
         self.journal = journal
+        self.hooks = hooks
         self.read_wait_s = read_wait_s
         self.keep_finished_s = keep_finished_s
-        self.tasks: dict[str, Task] = {}
-        self.queues: dict[str, FairQueue] = {}
-        self.retention_days: float | None = None
+        self.retention_days = retention_days
+        # the tasks in memory (the webhook outbox reads the same dict)
+        self.tasks: dict[str, Task] = {} if tasks is None else tasks
+        self.queues: dict[str, FairQueue] = {name: FairQueue() for name in families}
         self._changed: dict[str, asyncio.Event] = {}  # tasks someone watches, set on a change
         self._finished: dict[str, asyncio.Event] = {}  # tasks someone waits for, set at the end
-        # stops a task's dispatch (and its pipeline call); the task actor sets it
-        self.stop_dispatch: Callable[[Task], None] = lambda task: None
         self._timers: dict[str, asyncio.TimerHandle] = {}
 
     # ------------------------------------------------------------ writes
@@ -72,7 +90,7 @@ class Ledger:
         self.queues[task.family].remove(task.tenant, task.id)
         self.tasks.pop(task.id, None)
         self._drop_timer(task.id)
-        self.stop_dispatch(task)
+        self.hooks.stop_dispatch(task)
 
     def _drop_timer(self, task_id: str) -> None:
         timer = self._timers.pop(task_id, None)
@@ -111,7 +129,7 @@ class Ledger:
 
     def start(self, task: Task) -> None:
         task.transition(IN_PROGRESS)
-        self._save(task, self.on_start(task))
+        self._save(task, self.hooks.on_start(task))
         self._touch(task.id)
         tags = {"family": task.family}
         m().tasks.inc(1, tags={"status": IN_PROGRESS, **tags})
@@ -119,7 +137,7 @@ class Ledger:
 
     def complete(self, task: Task, output: GenerateResult) -> None:
         task.complete(output)
-        self._save(task, self.on_end(task))
+        self._save(task, self.hooks.on_end(task))
         self._ended(task)
         tags = {"family": task.family}
         m().tasks.inc(1, tags={"status": COMPLETED, **tags})
@@ -129,7 +147,7 @@ class Ledger:
     def fail(self, task: Task, code: str, message: str) -> None:
         if not task.done:
             task.fail(code, message)
-            self._save(task, self.on_end(task))
+            self._save(task, self.hooks.on_end(task))
             self._ended(task)
             self.queues[task.family].remove(task.tenant, task.id)
             m().tasks.inc(1, tags={"status": FAILED, "family": task.family})
@@ -143,10 +161,10 @@ class Ledger:
                 f"task {task.id} is {task.status}: only a queued or running task can be "
                 "canceled", param="task_id")
         task.cancel(code, message)
-        self._save(task, self.on_end(task))
+        self._save(task, self.hooks.on_end(task))
         self.queues[task.family].remove(task.tenant, task.id)
         self._ended(task)
-        self.stop_dispatch(task)
+        self.hooks.stop_dispatch(task)
         m().tasks.inc(1, tags={"status": task.status, "family": task.family})
 
     def requeue(self, task: Task) -> None:
@@ -167,18 +185,7 @@ class Ledger:
     def _save(self, task: Task, deliveries: list[dict]) -> None:
         future = self.journal.save(task, deliveries=deliveries)
         if deliveries:  # the outbox sends them once they are stored
-            future.add_done_callback(lambda _: self.on_stored())
-
-    # The webhook outbox listens here: the deliveries a start or an end makes (committed with
-    # the transition), and a call once they are stored.
-    def on_start(self, task: Task) -> list[dict]:
-        return []
-
-    def on_end(self, task: Task) -> list[dict]:
-        return []
-
-    def on_stored(self) -> None:
-        pass
+            future.add_done_callback(lambda _: self.hooks.on_stored())
 
     def _touch(self, task_id: str) -> None:
         event = self._changed.pop(task_id, None)
@@ -227,6 +234,51 @@ class Ledger:
 
     def forget(self, task_id: str) -> None:
         self.tasks.pop(task_id, None)
+
+    def fail_unrunnable(self, task: Task, code: str, message: str) -> None:
+        """A task found unfinished at start that cannot run here any more: failed, stored."""
+        self.tasks[task.id] = task
+        self.fail(task, code, message)
+
+    async def next_for(self, family: str) -> Task:
+        """The family's next task to dispatch (round-robin across tenants), once there is one."""
+        queue = self.queues[family]
+        while True:
+            task_id = queue.pop()
+            if task_id is None:
+                queue.changed.clear()
+                await queue.changed.wait()
+                continue
+            task = self.tasks.get(task_id)
+            if task is not None and not task.done:
+                m().queue_depth.set(len(queue), tags={"family": family})
+                return task
+
+    def queued_in(self, family: str) -> int:
+        return len(self.queues[family])
+
+    def live(self, task_id: str) -> Task | None:
+        """The task as held in memory, or None once it has left."""
+        return self.tasks.get(task_id)
+
+    def unfinished(self) -> list[Task]:
+        return [t for t in self.tasks.values() if not t.done]
+
+    @property
+    def engine(self):
+        return self.journal.engine
+
+    def workers(self) -> list[asyncio.Task]:
+        """Its background work (the journal's writer), for whoever stops the actor."""
+        return [self.journal.worker]
+
+    @property
+    def commits(self) -> int:
+        return self.journal.commits
+
+    async def settled(self, task_id: str) -> None:
+        """Until the task's latest change is committed (503 past read_wait_s)."""
+        await self.journal.settled(task_id, self.read_wait_s)
 
     # ------------------------------------------------------------ reads
 

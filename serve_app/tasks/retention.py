@@ -23,7 +23,7 @@ class Retention:
 
     async def sweep(self, now: float | None = None) -> dict:
         cutoff = (now or time.time()) - self.days * 86400
-        engine = self.ledger.journal.engine
+        engine = self.ledger.engine
         old = await asyncio.to_thread(task_rows.finished_before, engine, cutoff)
         keys = [im.key for t in old if t.result for im in t.result.images]
         if keys:

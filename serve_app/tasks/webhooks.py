@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 from serve_app.core import netguard
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import WebhookURLError
+from serve_app.core.tasks import Task
 from serve_app.db import tasks as task_rows
 from serve_app.db import webhooks as rows
 from serve_app.db.engine import run
-from serve_app.tasks.state import Task
 from serve_app.views import render_task
 
 logger = logging.getLogger("tessera.webhooks")

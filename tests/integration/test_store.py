@@ -106,9 +106,9 @@ def test_finished_tasks_leave_memory_and_stay_readable(db_url, tmp_path):
         for i in range(40):
             await until_done(tm, f"t{i}")
         end = time.time() + 5
-        while tm.ledger.tasks and time.time() < end:
+        while tm.ledger.counts()["in_memory"] and time.time() < end:
             await asyncio.sleep(0.1)
-        assert tm.ledger.tasks == {}  # the watchdog let every finished task go
+        assert tm.ledger.counts()["in_memory"] == 0  # the watchdog let every finished task go
         view = await tm.get("t7", "a")  # read back from the database
         assert view.status == "completed" and view.result.usage.images == 1
         newest = await tm.list("a", limit=5)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from serve_app.core.errors import InvalidTransitionError
+from serve_app.core.tasks import Task
 from serve_app.core.types import GenerateParams, GenerateResult, StoredImage
-from serve_app.tasks.state import Task
 
 # ---------------------------------------------------------------- task state machine
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from serve_app.api.streams import last_seen
+from serve_app.core.tasks import Task
 from serve_app.core.types import GenerateParams
 from serve_app.rules import parse_duration
 from serve_app.tasks.ledger import event_seq
-from serve_app.tasks.state import Task
 from serve_app.tasks.webhooks import tenant_secret
 
 

@@ -223,7 +223,7 @@ def test_a_refused_submission_never_runs_and_is_never_stored(tmp_path):
         handle = Handle(behaviour)
         tm = TaskManager()
         await tm.configure(config(tmp_path), {"flux": handle})
-        engine = tm.ledger.journal.engine
+        engine = tm.ledger.engine
         with engine.begin() as conn:  # the tasks table is away: every commit fails
             conn.exec_driver_sql("ALTER TABLE tasks RENAME TO tasks_away")
         with pytest.raises(ServiceUnavailableError):
@@ -299,7 +299,7 @@ def test_an_ended_row_is_final_in_the_database(tmp_path):
         await tm.submit(task(1))
         await until_done(tm, "t1")
         await asyncio.sleep(0.1)
-        engine = tm.ledger.journal.engine
+        engine = tm.ledger.engine
         task_rows.upsert(engine, [task_rows.row(task(1))])  # a queued state, written late
         assert task_rows.load(engine, "t1")[0].status == "completed"
         await tm.close()

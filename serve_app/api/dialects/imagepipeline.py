@@ -71,7 +71,7 @@ async def generate(body: ImagePipelineRequest, tenant: str = Depends(authenticat
         tenant, native, opts, file_prefix=body.file_prefix or "", metadata=metadata,
         wait_s=opts.wait_s)
     view = await gw.reads.view(submitted.task, opts.base_url)
-    queued_urls = (gw.reads.future_urls(tenant, view, body.file_prefix or "", opts.base_url)
+    queued_urls = (gw.reads.future_urls(submitted.task, body.file_prefix or "", opts.base_url)
                    if body.queued_image_urls else [])
     return answer(view, queued_urls)
 

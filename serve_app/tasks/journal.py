@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Engine
 
 from serve_app.core.errors import ServiceUnavailableError
+from serve_app.core.tasks import Task
 from serve_app.db import tasks as task_rows
 from serve_app.db.engine import run
-from serve_app.tasks.state import Task
 
 logger = logging.getLogger("tessera.db")
 

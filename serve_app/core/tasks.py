@@ -1,9 +1,12 @@
-"""A task's state machine and record: queued -> in_progress -> completed | failed | canceled;
-queued -> canceled | aborted (its deadline passed before it started).
+"""The task, as the domain knows it: its record, outputs, usage and error, and its state
+machine: queued -> in_progress -> completed | failed | canceled; queued -> canceled | aborted
+(its deadline passed before it started).
 
-`Task` is what the ingress submits, what the task actor keeps and what it answers reads with:
-one typed record from the 202 to the last poll. Every transition is timestamped in `history`;
-completing a task bills it (`usage`).
+`Task` is what the ingress submits, what the task actor keeps and stores, and what it answers
+reads with: one typed record from the 202 to the last poll. Every transition is timestamped in
+`history`; completing a task bills it (`usage`). Nothing here knows the HTTP schema: the views
+(`serve_app/views.py`) map a task to its wire form, so a change to the API never changes what
+is stored.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from pydantic import BaseModel
 
 from serve_app.core.errors import InvalidTransitionError
 from serve_app.core.types import GenerateParams, GenerateResult, StoredImage
-from serve_app.protocol import TaskError, Usage
 
 QUEUED, IN_PROGRESS, COMPLETED, FAILED = "queued", "in_progress", "completed", "failed"
 CANCELED, ABORTED = "canceled", "aborted"
@@ -30,12 +32,47 @@ TRANSITIONS = {
 MAX_ATTEMPTS = 3
 
 
+class Usage(BaseModel):
+    """What a completed task is billed: images, and output tokens (16x16-pixel patches, the
+    unit hosted image APIs bill output by)."""
+
+    images: int
+    output_tokens: int
+    total_tokens: int = 0  # images bill by output alone: output_tokens (0 in old records)
+    cost: float
+    currency: str = "USD"
+    runtime_ms: float | None = None
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
 class TaskOutput(BaseModel):
     images: list[StoredImage]
     width: int
     height: int
     usage: Usage
     timings_ms: dict[str, float] = {}
+
+
+class TaskRequest(BaseModel):
+    """A task's effective parameters, as its view shows them (`request`): what it was asked
+    for once the model's defaults and bounds were applied."""
+
+    task: str = "text-to-image"
+    prompt: str = ""
+    negative_prompt: str | None = None
+    width: int = 0
+    height: int = 0
+    num_inference_steps: int = 0
+    guidance_scale: float | None = None
+    strength: float | None = None
+    seeds: list[int] = []
+    output_format: str = "png"
+    n: int = 1
+    response_format: str = "url"
 
 
 class Task(BaseModel):
@@ -57,7 +94,7 @@ class Task(BaseModel):
     metadata: dict[str, str] = {}  # the client's own labels (imagepipeline's batch_id)
     price_per_image: float = 0.0
     currency: str = "USD"
-    request: dict[str, Any] = {}  # the effective parameters, as the task view shows them
+    request: TaskRequest = TaskRequest()
     warnings: list[str] = []
     status: str = QUEUED
     updated_at: float = 0.0
