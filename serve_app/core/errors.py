@@ -154,6 +154,19 @@ class UploadUsedError(TesseraError):
     code = "upload_used"
 
 
+class LoraUnsupportedFormatError(TesseraError):
+    """Not a safetensors file (a pickle, a zip of one, anything else): never unpickled."""
+    status_code = 400
+    code = "lora_unsupported_format"
+
+
+class LoraInvalidError(TesseraError):
+    """A safetensors file that cannot be an adapter: unreadable, truncated, non-finite, not
+    floating point, no LoRA tensors, past the tensor-count or rank caps."""
+    status_code = 400
+    code = "lora_invalid"
+
+
 class IdempotencyKeyReusedError(TesseraError):
     status_code = 422
     code = "idempotency_key_reused"
