@@ -12,7 +12,13 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from serve_app.core.errors import AuthenticationError, TesseraError, native_error
+from serve_app.core.errors import (
+    AuthenticationError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    TesseraError,
+    native_error,
+)
 
 # Paths (below the app's prefix) that take no API key: signed links carry their own proof.
 PUBLIC = ("/v1/files/", "/healthz", "/readyz", "/playground", "/docs", "/redoc",
@@ -31,8 +37,6 @@ async def _answer(send, error: TesseraError, shape=native_error) -> None:
 
 
 def too_large(limit: int) -> TesseraError:
-    from serve_app.core.errors import PayloadTooLargeError
-
     return PayloadTooLargeError(f"request bodies are limited to {limit} bytes "
                                 "(limits.max_body_bytes)")
 
@@ -66,8 +70,6 @@ class BodyLimits:
         declared = headers.get("content-length", "")
         if declared:
             if not (declared.isascii() and declared.isdigit()):
-                from serve_app.core.errors import InvalidRequestError
-
                 return await _answer(send, InvalidRequestError("Content-Length is not a number"),
                                      shape)
             if int(declared) > limit:

@@ -21,11 +21,10 @@ import logging
 import secrets
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from serve_app.core import netguard
 from serve_app.core.config import TesseraConfig
-from serve_app.core.errors import WebhookURLError
+from serve_app.core.errors import TesseraError, WebhookURLError
 from serve_app.core.tasks import Task
 from serve_app.db import tasks as task_rows
 from serve_app.db import webhooks as rows
@@ -43,11 +42,13 @@ MAX_STATES = 10_000
 
 
 def _receiver(url: str) -> str:
+    """host:port of a delivery's URL (the guard's own parse), or the URL where it is malformed
+    (its try then fails at the guard)."""
     try:
-        parts = urlsplit(url)
-        return f"{parts.hostname}:{parts.port}"
-    except ValueError:
+        _, host, port = netguard.parse(url, param="webhook")
+    except TesseraError:
         return url
+    return f"{host}:{port}"
 
 
 def tenant_secret(signing_key: str, tenant: str) -> str:
