@@ -1,7 +1,7 @@
 """Building pipeline calls: which tasks may share one, and the keyword arguments of each.
 
-Tasks that agree on task kind, size, steps, guidance, strength and whether they carry a negative
-prompt or a mask share one call of at most `max_batch_size` images; prompts, negative prompts,
+Tasks that agree on task kind, size, steps, guidance, strength, their LoRA adapters (the same
+adapters at the same scales) and whether they carry a negative prompt or a mask share one call of at most `max_batch_size` images; prompts, negative prompts,
 input images and seeds stay per task (one generator per image). Keywords a pipeline's
 `__call__` does not take are dropped, so families differ only in their `FamilySpec`.
 """
@@ -14,6 +14,7 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from deployments.adapters import AdapterCache
 from deployments.invariance import invariant_execution
 from deployments.loading import PipelineCache, source_parameters
 from deployments.optimize import set_vae_tiling, timed
@@ -47,19 +48,22 @@ class PipelineCalls:
     """One family's grouping and call building (the server's, and the tests' without Serve)."""
 
     def __init__(self, spec: FamilySpec, max_batch_images: int, device: str = "cpu",
-                 batch_invariant: bool = True, opts: OptimizationSettings | None = None):
+                 batch_invariant: bool = True, opts: OptimizationSettings | None = None,
+                 adapters: AdapterCache | None = None):
         self.spec = spec
         self.max_batch_images = max_batch_images
         self.device = device
         self.batch_invariant = batch_invariant
         self.opts = (opts or OptimizationSettings()).resolved(device)
         self.pipes = PipelineCache(spec)
+        self.adapters = adapters or AdapterCache(0, 0, batch_invariant=batch_invariant)
 
     def batch_key(self, job: Job) -> tuple:
         """Jobs with equal keys can share one pipeline call."""
         p = job.params
         key: tuple = (p.task, p.width, p.height, p.num_inference_steps, p.guidance_scale,
-                      p.strength, p.negative_prompt is not None, p.mask_key is not None)
+                      p.strength, p.negative_prompt is not None, p.mask_key is not None,
+                      tuple((a.sha256, a.scale) for a in p.loras))
         if p.image_keys and (p.task == "edit" or self.spec.multi_image):
             # these pipelines take one (set of) input image(s) for the whole call
             key += (job.task_id,)
@@ -132,6 +136,8 @@ class PipelineCalls:
 
         pipe = self.pipes.pipeline_for(base, group[0].params.task)
         first = group[0].params
+        # on the base: the task's pipeline shares its modules (from_pipe)
+        self.adapters.activate(base, first.loras)
         set_vae_tiling(pipe, first.width * first.height, self.opts.vae_tiling_min_pixels)
         kwargs = self.call_kwargs(pipe, group)
         if on_step is not None:

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deployments.adapters import enable_hotswap
 from deployments.invariance import make_batch_invariant
 from deployments.optimize import optimize_pipeline
 from deployments.registry import FAMILIES, TINY_PREFIX
@@ -108,9 +109,11 @@ def source_parameters(spec: FamilySpec, source: str) -> ParameterSpec:
 
 
 def load_pipeline(source: str, data_dir: str, device: str, dtype, batch_invariant: bool,
-                  opts: OptimizationSettings | None = None, allow_pickle: bool = False):
+                  opts: OptimizationSettings | None = None, allow_pickle: bool = False,
+                  hotswap_rank: int | None = None):
     """The model's own pipeline class (from model_index.json), on the device, optimized per
-    the family's (device-resolved) settings."""
+    the family's (device-resolved) settings. With `hotswap_rank` (compiled replicas) LoRA
+    adapters are later swapped in place, so hot-swapping is enabled before compiling."""
     from diffusers import DiffusionPipeline
 
     started = time.perf_counter()
@@ -128,6 +131,8 @@ def load_pipeline(source: str, data_dir: str, device: str, dtype, batch_invarian
     pipe.set_progress_bar_config(disable=True)
     if batch_invariant:
         make_batch_invariant(pipe)
+    if hotswap_rank is not None:
+        enable_hotswap(pipe, hotswap_rank)
     applied = optimize_pipeline(pipe, opts, device) if opts is not None else {}
     logger.info("loaded %s (%s) in %.2fs %s", source, type(pipe).__name__,
                 time.perf_counter() - started, applied or "")

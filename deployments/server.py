@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator
 from opentelemetry import trace
 from ray import serve
 
+from deployments.adapters import AdapterCache
 from deployments.batching import Batcher, run_groups
 from deployments.calls import Job, PipelineCalls
 from deployments.loading import load_pipeline, pick_device, quiet_libraries
@@ -69,9 +70,13 @@ class FamilyServer:
         self.placement = replica_placement()
         opts = settings.optimization.resolved(self.device)
         # Invariant execution costs some speed; without batching nothing needs it.
-        self.calls = PipelineCalls(
-            self.spec, settings.max_batch_size, self.device,
-            batch_invariant=settings.max_batch_size > 1 and opts.batch_invariant, opts=opts)
+        invariant = settings.max_batch_size > 1 and opts.batch_invariant
+        self.adapters = AdapterCache(
+            settings.lora_cpu_cache_bytes, settings.lora_device_cache_bytes,
+            hotswap_rank=settings.lora_hotswap_rank if opts.compile else None,
+            batch_invariant=invariant)
+        self.calls = PipelineCalls(self.spec, settings.max_batch_size, self.device,
+                                   batch_invariant=invariant, opts=opts, adapters=self.adapters)
         self._preloaded: dict[str, object] = {}
         self._batcher = Batcher(self._run_batch, settings.max_batch_size,
                                 settings.batch_wait_timeout_s)
@@ -101,7 +106,8 @@ class FamilyServer:
         t0 = time.perf_counter()
         pipe = load_pipeline(source, self.config.data_dir, self.device, self.dtype,
                              self.calls.batch_invariant, self.calls.opts,
-                             allow_pickle=self.config.allow_pickle_weights)
+                             allow_pickle=self.config.allow_pickle_weights,
+                             hotswap_rank=self.adapters.hotswap_rank)
         if self.calls.opts.warmup:
             warm = self.calls.warm_up(pipe, source)
             logger.info("cold start of %s: %.1f s (warm-up call %.1f s)", source,
@@ -162,9 +168,10 @@ class FamilyServer:
                 base = await self.get_model(source)
             except Exception as exc:
                 return [exc] * len(jobs)
-            for job in jobs:
+            for job in jobs:  # a bad input or adapter fails its own task only
                 try:
                     await self._load_inputs(job)
+                    await self._load_adapters(base, job)
                 except Exception as exc:
                     outcomes[id(job)] = exc
         load_ms = (time.perf_counter() - t0) * 1000
@@ -224,6 +231,15 @@ class FamilyServer:
 
         job.images = [await load(k, "RGB") for k in job.params.image_keys]
         job.mask = await load(job.params.mask_key, "L") if job.params.mask_key else None
+
+    async def _load_adapters(self, base, job: Job) -> None:
+        """Each adapter the replica does not hold yet: its staged bytes from the store, checked
+        and fitted to the base (a thread: hashing and checking are CPU work)."""
+        for i, ref in enumerate(job.params.loras):
+            if not self.adapters.has(ref.sha256):
+                data = await self.store.get_async(ref.key)
+                await asyncio.to_thread(self.adapters.prepare, base, ref, data,
+                                        f"loras[{i}].path", self.config.loras.max_rank)
 
     async def check_health(self):
         return None

@@ -8,11 +8,15 @@ from diffusers itself, not kept as a flag per family.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
-from deployments.registry import TINY_PREFIX
+from deployments.registry import FAMILIES, TINY_PREFIX
 
 WEIGHTS = "pytorch_lora_weights.safetensors"
+LORA_SUFFIX = "-lora"  # tessera/tiny-<family>-lora
 # attention projections: the layers LoRAs of every diffusers denoiser here touch
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
@@ -55,3 +59,38 @@ def build_tiny_lora(pipe, family: str, out_dir: str | Path, seed: int = 0,
         f"tags: [lora, tessera-tiny]\n---\n# Tiny {family} LoRA\n\nRandom rank-{rank} adapter "
         "for tests: it changes every image, it draws nothing.\n")
     return out
+
+
+def tiny_lora_family(repo_id: str) -> str | None:
+    """The family of a built-in tiny LoRA id (`tessera/tiny-<family>-lora`), or None."""
+    if not (repo_id.startswith(TINY_PREFIX) and repo_id.endswith(LORA_SUFFIX)):
+        return None
+    family = repo_id[len(TINY_PREFIX):-len(LORA_SUFFIX)]
+    return family if family in FAMILIES else None
+
+
+def ensure_tiny_lora(data_dir: str | Path, family: str) -> Path | None:
+    """The family's tiny LoRA repository, written once beside its tiny checkpoint (built in a
+    temporary directory and renamed into place); None when its pipeline takes no adapters."""
+    from diffusers import DiffusionPipeline
+
+    from deployments.loading import ensure_tiny_checkpoint
+
+    base = ensure_tiny_checkpoint(data_dir, FAMILIES[family])
+    path = base.parent / f"{family}{LORA_SUFFIX}"
+    if (path / WEIGHTS).exists():
+        return path
+    pipe = DiffusionPipeline.from_pretrained(str(base))
+    if not loads_loras(pipe):
+        return None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{family}-lora-", dir=base.parent))
+    try:
+        build_tiny_lora(pipe, family, tmp)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / WEIGHTS).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path

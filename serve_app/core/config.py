@@ -112,6 +112,20 @@ class OptimizationSettings(_Strict):
             "batch_invariant": default(self.batch_invariant, not on_cuda)})
 
 
+class LoraSettings(_Strict):
+    """LoRA adapters that requests name (`loras`) and LoRA repositories imported as models."""
+
+    max_bytes: int = Field(2 * 1024 ** 3, ge=1024, description="largest adapter file; larger "
+                           "ones answer payload_too_large")
+    max_tensors: int = Field(4096, ge=1, description="tensors one adapter file may hold")
+    max_rank: int = Field(256, ge=1, description="highest LoRA rank accepted")
+    url_timeout_s: float = Field(120.0, gt=0, description="fetching one adapter by URL, "
+                                 "redirects included")
+    remember_s: float = Field(
+        600.0, ge=0, description="an adapter fetched by URL is not fetched again for this long "
+                                 "(the ingress remembers its sha256 and the store keeps it)")
+
+
 class FamilySettings(DeploymentSettings):
     enabled: bool = True
     optimization: OptimizationSettings = OptimizationSettings()
@@ -131,6 +145,16 @@ class FamilySettings(DeploymentSettings):
                                 "(OMP_NUM_THREADS from the replica's num_cpus)")
     dispatch_concurrency: int | None = Field(
         None, ge=1, description="tasks sent to the deployment at once; default replicas x ongoing")
+    lora_cpu_cache_bytes: int = Field(
+        4 * 1024 ** 3, ge=0, description="checked adapters each replica keeps in CPU memory "
+        "(LRU by sha256), so a repeated adapter is not read from the store again")
+    lora_device_cache_bytes: int = Field(
+        2 * 1024 ** 3, ge=0, description="adapters each replica keeps loaded beside the base "
+        "on the device (LRU), so a repeated adapter is not loaded again")
+    lora_hotswap_rank: int = Field(
+        128, ge=1, description="compiled replicas: adapters are hot-swapped into slots of this "
+        "rank (diffusers' enable_lora_hotswap), so a new adapter does not recompile; a "
+        "higher-rank adapter is refused there with lora_incompatible")
     cold_start_deadline_s: float | None = Field(
         None, gt=0, description="a task handed to the family that has not started within this "
         "fails with cold_start_timeout: scaling up from zero, a new GPU node and the model load "
@@ -291,6 +315,7 @@ class TesseraConfig(_Strict):
     inputs: InputSettings = InputSettings()
     webhooks: WebhookSettings = WebhookSettings()
     catalog: CatalogSettings = CatalogSettings()
+    loras: LoraSettings = LoraSettings()
     compat: CompatSettings = CompatSettings()
     tracing: TracingSettings = TracingSettings()
     build_tiny_models: bool = True

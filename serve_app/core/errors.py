@@ -167,6 +167,20 @@ class LoraInvalidError(TesseraError):
     code = "lora_invalid"
 
 
+class LoraIncompatibleError(TesseraError):
+    """An adapter whose keys or shapes do not fit the model's base, or a model that takes no
+    adapters at all."""
+    status_code = 400
+    code = "lora_incompatible"
+
+
+class LoraUnreachableError(TesseraError):
+    """An adapter that could not be fetched: a URL that failed or is not allowed, a Hub file
+    that is not cached while the Hub cannot be reached."""
+    status_code = 400
+    code = "lora_unreachable"
+
+
 class IdempotencyKeyReusedError(TesseraError):
     status_code = 422
     code = "idempotency_key_reused"

@@ -85,6 +85,12 @@ def inspect(data: bytes, *, param: str, max_bytes: int, max_tensors: int = 4096,
         dtypes=sorted({e["dtype"] for e in entries.values()}))
 
 
+def header_shapes(data: bytes) -> dict[str, list[int]]:
+    """Tensor name -> shape of a file `inspect` has passed (its header alone)."""
+    header = _header(data, "adapter")
+    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+
+
 def load(data: bytes, *, param: str, max_bytes: int, max_tensors: int = 4096,
          max_rank: int = 256) -> tuple[AdapterInfo, dict]:
     """The checked adapter's tensors (torch), each one finite: what `load_lora_weights` is

@@ -57,6 +57,14 @@ class TaskOutput(BaseModel):
     timings_ms: dict[str, float] = {}
 
 
+class AdapterUse(BaseModel):
+    """An adapter a task ran, as its view shows it."""
+
+    path: str
+    scale: float
+    sha256: str
+
+
 class TaskRequest(BaseModel):
     """A task's effective parameters, as its view shows them (`request`): what it was asked
     for once the model's defaults and bounds were applied."""
@@ -73,6 +81,7 @@ class TaskRequest(BaseModel):
     output_format: str = "png"
     n: int = 1
     response_format: str = "url"
+    loras: list[AdapterUse] = []
 
 
 class Task(BaseModel):

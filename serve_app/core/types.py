@@ -44,6 +44,23 @@ def tiny_parameters(real: ParameterSpec) -> ParameterSpec:
                                    "max_side": 1024, "max_pixels": 1024 * 1024})
 
 
+MAX_LORAS = 4  # adapters a request may name (an imported LoRA model's own comes on top)
+LORA_SCALE = 2.0  # |scale| bound of one adapter
+
+
+class AdapterRef(BaseModel):
+    """One LoRA adapter of a task, staged by the ingress: the family server reads its checked
+    safetensors from the store at `key` (content-addressed by `sha256`) unless its cache has it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str  # as the client named it: a tm_* id, a Hub id, a URL
+    scale: float = 1.0
+    sha256: str
+    key: str
+    size: int
+
+
 class GenerateParams(BaseModel):
     """One task's pipeline parameters: validated and defaulted by the ingress, then unchanged."""
 
@@ -61,6 +78,8 @@ class GenerateParams(BaseModel):
     strength: float | None = None
     image_keys: list[str] = []  # edits: the input images, already in the store
     mask_key: str | None = None
+    # applied unfused, in this order; tasks share a call only with the same list
+    loras: list[AdapterRef] = []
 
 
 class GenerateRequest(BaseModel):

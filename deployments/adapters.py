@@ -1,0 +1,238 @@
+"""LoRA adapters in a family server: whether a pipeline takes them, whether one fits a base, and
+the replica's two caches (checked tensors in CPU memory, loaded adapters on the device).
+
+Adapters stay unfused: `load_lora_weights` once per adapter and replica, then `set_adapters`
+per pipeline call (fusing per request drifts the base's weights, diffusers #5604). A call
+without adapters runs the plain base (`disable_lora`). Compiled replicas load adapters into a
+fixed set of hot-swap slots (`enable_lora_hotswap`), so a new adapter replaces an old one's
+weights in place instead of adding layers that would recompile the denoiser.
+
+Everything here is blocking; torch and diffusers are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import weakref
+from collections import OrderedDict
+from pathlib import Path
+
+from serve_app.core.errors import LoraIncompatibleError, LoraInvalidError
+from serve_app.core.types import MAX_LORAS, AdapterRef
+
+logger = logging.getLogger("tessera.family")
+
+# a LoRA matrix in diffusers' (peft's) naming, after the loader's own format conversion:
+# <component>.<module path>.<lora_A|lora_B>[.<adapter name>].weight
+LORA_KEY = re.compile(r"^(?P<module>.+?)\.(?P<kind>lora_A|lora_B|lora_down|lora_up|lora\.down|"
+                      r"lora\.up)(?:\.[^.]+)?\.weight$")
+SLOTS = MAX_LORAS + 1  # hot-swap slots: every adapter of one call (a LoRA model's own too)
+
+
+def takes_loras(pipeline_class: str) -> bool:
+    """Whether diffusers' pipeline class loads LoRAs: read from diffusers, not kept per family."""
+    import diffusers
+
+    cls = getattr(diffusers, pipeline_class, None)
+    return cls is not None and hasattr(cls, "load_lora_weights")
+
+
+def misfits(adapter: dict[str, list[int]], base: dict[str, dict[str, list[int]]],
+            limit: int = 5) -> list[str]:
+    """Why the adapter (key -> shape, diffusers naming) does not fit the base (component ->
+    parameter -> shape); empty when it fits. Every key must land on a module of the base with
+    matching shapes: diffusers only warns about a key that matches nothing."""
+    problems = []
+    for key, shape in sorted(adapter.items()):
+        component, _, rest = key.partition(".")
+        params = base.get(component)
+        found = LORA_KEY.match(rest)
+        if params is None:
+            problems.append(f"{key}: the base has no component {component!r}")
+        elif found is None:
+            if key.endswith(".alpha"):
+                continue
+            if params.get(rest) != list(shape):  # a full tensor (a norm) replacing the base's
+                problems.append(f"{key}: no parameter of that name and shape in the base")
+        else:
+            weight = params.get(found["module"] + ".weight")
+            down = found["kind"] in ("lora_A", "lora_down", "lora.down")
+            if weight is None:
+                problems.append(f"{key}: the base has no module {found['module']!r}")
+            elif len(shape) < 2 or (down and shape[1] != weight[1]) or (
+                    not down and shape[0] != weight[0]):
+                problems.append(f"{key}: shape {list(shape)} does not fit the base's "
+                                f"{list(weight)}")
+        if len(problems) >= limit:
+            break
+    return problems
+
+
+def prefixed(adapter: dict[str, list[int]], components: set[str]) -> bool:
+    """Whether the keys already name the base's components (diffusers' own format), so they can
+    be checked without diffusers converting them (kohya and xlabs names need the loader)."""
+    return bool(adapter) and all(k.partition(".")[0] in components for k in adapter)
+
+
+def checkpoint_shapes(root: Path) -> dict[str, dict[str, list[int]]]:
+    """Component -> parameter -> shape of a diffusers checkpoint on disk, read from the
+    safetensors headers alone (a FLUX transformer's 24 GB cost a few hundred KB here)."""
+    import json
+    import struct
+
+    shapes: dict[str, dict[str, list[int]]] = {}
+    for component in sorted(p for p in root.iterdir() if p.is_dir()):
+        params: dict[str, list[int]] = {}
+        for file in sorted(component.glob("*.safetensors")):
+            with open(file, "rb") as f:
+                (length,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(length))
+            params.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+        if params:
+            shapes[component.name] = params
+    return shapes
+
+
+def module_shapes(pipe) -> dict[str, dict[str, list[int]]]:
+    """The same, of a loaded pipeline: its base weights, whatever adapters it carries."""
+    import torch
+
+    shapes = {}
+    for name, component in pipe.components.items():
+        if isinstance(component, torch.nn.Module):
+            shapes[name] = {n.replace(".base_layer", ""): list(p.shape)
+                            for n, p in component.named_parameters() if ".lora_" not in n}
+    return shapes
+
+
+def converted(pipe, tensors: dict) -> dict:
+    """The adapter in diffusers' naming: the pipeline's own loader converts kohya, xlabs and
+    other formats (its `lora_state_dict`), from tensors Tessera already checked."""
+    try:
+        out = type(pipe).lora_state_dict(dict(tensors))
+    except Exception as exc:  # a layout no converter knows
+        raise LoraIncompatibleError(f"the adapter's keys are in no format "
+                                    f"{type(pipe).__name__} loads: {exc}"[:400]) from None
+    # the UNet pipelines answer (state dict, network alphas): alphas are scales, not modules
+    return out[0] if isinstance(out, tuple) else out
+
+
+class AdapterCache:
+    """A replica's adapters: checked tensors by sha256 in CPU memory (LRU, `cpu_bytes`), and per
+    loaded base the adapters already on the device (LRU, `device_bytes`)."""
+
+    def __init__(self, cpu_bytes: int, device_bytes: int, hotswap_rank: int | None = None,
+                 batch_invariant: bool = False):
+        self.cpu_bytes = cpu_bytes
+        self.device_bytes = device_bytes
+        self.hotswap_rank = hotswap_rank
+        self.batch_invariant = batch_invariant
+        # sha256 -> (tensors, bytes, rank)
+        self._tensors: OrderedDict[str, tuple[dict, int, int]] = OrderedDict()
+        # per base pipeline: adapter name -> (sha256, bytes), least recently used first
+        self._loaded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._shapes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self.loads = 0  # adapters loaded onto the device (the benchmark and tests read it)
+        self.reads = 0  # adapters checked from their bytes
+
+    def has(self, sha256: str) -> bool:
+        return sha256 in self._tensors
+
+    def prepare(self, pipe, ref: AdapterRef, data: bytes, param: str, max_rank: int) -> None:
+        """Check the adapter's bytes (safetensors only, finite, within the caps), convert it to
+        diffusers' naming and check it against the base's modules; keep it by sha256."""
+        from serve_app.core import lora
+
+        info, tensors = lora.load(data, param=param, max_bytes=len(data), max_rank=max_rank)
+        if info.sha256 != ref.sha256:
+            raise LoraInvalidError(f"{param}: the stored adapter changed (sha256 "
+                                   f"{info.sha256}, expected {ref.sha256})", param=param)
+        if self.hotswap_rank is not None and info.rank > self.hotswap_rank:
+            raise LoraIncompatibleError(
+                f"{param}: rank {info.rank} is over this model's hot-swap rank "
+                f"{self.hotswap_rank} (family setting lora_hotswap_rank)", param=param)
+        problems = misfits({k: list(v.shape) for k, v in converted(pipe, tensors).items()},
+                           self.shapes(pipe))
+        if problems:
+            raise LoraIncompatibleError(f"{param}: the adapter does not fit "
+                                        f"{type(pipe).__name__}: " + "; ".join(problems),
+                                        param=param)
+        self.reads += 1
+        # kept as sent: the loader converts it again, the way it converts any adapter
+        self._tensors[ref.sha256] = (tensors, info.size, info.rank)
+        while sum(s for _, s, _ in self._tensors.values()) > self.cpu_bytes and len(
+                self._tensors) > 1:
+            self._tensors.popitem(last=False)
+
+    def shapes(self, pipe) -> dict:
+        if pipe not in self._shapes:
+            self._shapes[pipe] = module_shapes(pipe)
+        return self._shapes[pipe]
+
+    def activate(self, pipe, refs: list[AdapterRef]) -> None:
+        """Make `refs` (with their scales) the pipeline's active adapters; none: the plain
+        base. Loads what the device does not hold yet, evicting the least recently used."""
+        loaded: OrderedDict = self._loaded.setdefault(pipe, OrderedDict())
+        if not refs:
+            if loaded:
+                pipe.disable_lora()
+            return
+        scales: dict[str, float] = {}
+        for ref in refs:  # one adapter named twice: its scales add up
+            scales[ref.sha256] = scales.get(ref.sha256, 0.0) + ref.scale
+        names = [self._on_device(pipe, loaded, sha, set(scales)) for sha in scales]
+        pipe.enable_lora()
+        pipe.set_adapters(names, list(scales.values()))
+
+    def _on_device(self, pipe, loaded: OrderedDict, sha: str, wanted: set[str]) -> str:
+        for name, (held, _) in loaded.items():
+            if held == sha:
+                loaded.move_to_end(name)
+                return name
+        state, size, _ = self._tensors[sha]
+        if self.hotswap_rank is not None:
+            return self._swap_in(pipe, loaded, sha, state, size, wanted)
+        while loaded and sum(s for _, s in loaded.values()) + size > self.device_bytes:
+            victim = next((n for n, (h, _) in loaded.items() if h not in wanted), None)
+            if victim is None:
+                break
+            pipe.delete_adapters(victim)
+            del loaded[victim]
+        name = f"a{sha[:24]}"
+        # a copy: the loader pops keys from the dict it is given
+        pipe.load_lora_weights(dict(state), adapter_name=name)
+        self._after_load(pipe)
+        loaded[name] = (sha, size)
+        return name
+
+    def _swap_in(self, pipe, loaded: OrderedDict, sha: str, state: dict, size: int,
+                 wanted: set[str]) -> str:
+        free = [f"slot{i}" for i in range(SLOTS) if f"slot{i}" not in loaded]
+        if free:  # a slot's first adapter adds its layers (compiled replicas recompile once)
+            name = free[0]
+            pipe.load_lora_weights(dict(state), adapter_name=name)
+        else:
+            name = next(n for n, (h, _) in loaded.items() if h not in wanted)
+            del loaded[name]
+            pipe.load_lora_weights(dict(state), adapter_name=name, hotswap=True)
+        self._after_load(pipe)
+        loaded[name] = (sha, size)
+        return name
+
+    def _after_load(self, pipe) -> None:
+        self.loads += 1
+        if self.batch_invariant:  # the new LoRA layers run per sample like the base's
+            from deployments.invariance import make_batch_invariant
+
+            make_batch_invariant(pipe)
+
+
+def enable_hotswap(pipe, rank: int) -> bool:
+    """Before a compiled replica's first adapter and before compiling: adapters of up to `rank`
+    are later swapped in place. Only where the pipeline takes adapters."""
+    if not hasattr(type(pipe), "enable_lora_hotswap"):
+        return False
+    pipe.enable_lora_hotswap(target_rank=rank)
+    return True
+
