@@ -12,6 +12,7 @@ Everything here is blocking; torch and diffusers are imported inside functions.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import weakref
@@ -36,6 +37,14 @@ def takes_loras(pipeline_class: str) -> bool:
 
     cls = getattr(diffusers, pipeline_class, None)
     return cls is not None and hasattr(cls, "load_lora_weights")
+
+
+@functools.cache
+def family_takes_loras(family: str) -> bool:
+    """Whether every pipeline of the family loads LoRAs."""
+    from deployments.registry import FAMILIES
+
+    return all(takes_loras(c) for c in FAMILIES[family].pipelines.values())
 
 
 def misfits(adapter: dict[str, list[int]], base: dict[str, dict[str, list[int]]],
@@ -69,10 +78,17 @@ def misfits(adapter: dict[str, list[int]], base: dict[str, dict[str, list[int]]]
     return problems
 
 
+# the components diffusers' LoRA loaders prefix keys with, in every pipeline that takes LoRAs
+DENOISERS_AND_ENCODERS = frozenset({"transformer", "unet", "text_encoder", "text_encoder_2",
+                                    "text_encoder_3"})
+
+
 def prefixed(adapter: dict[str, list[int]], components: set[str]) -> bool:
-    """Whether the keys already name the base's components (diffusers' own format), so they can
-    be checked without diffusers converting them (kohya and xlabs names need the loader)."""
-    return bool(adapter) and all(k.partition(".")[0] in components for k in adapter)
+    """Whether the keys already name components (diffusers' own format), so they can be checked
+    without diffusers converting them (kohya and xlabs names need the loader). A component the
+    base lacks then shows as a misfit: an SDXL adapter's `unet.` on FLUX."""
+    known = components | DENOISERS_AND_ENCODERS
+    return bool(adapter) and all(k.partition(".")[0] in known for k in adapter)
 
 
 def checkpoint_shapes(root: Path) -> dict[str, dict[str, list[int]]]:
@@ -123,10 +139,11 @@ class AdapterCache:
     loaded base the adapters already on the device (LRU, `device_bytes`)."""
 
     def __init__(self, cpu_bytes: int, device_bytes: int, hotswap_rank: int | None = None,
-                 batch_invariant: bool = False):
+                 batch_invariant: bool = False, slots: int = SLOTS):
         self.cpu_bytes = cpu_bytes
         self.device_bytes = device_bytes
         self.hotswap_rank = hotswap_rank
+        self.slots = slots
         self.batch_invariant = batch_invariant
         # sha256 -> (tensors, bytes, rank)
         self._tensors: OrderedDict[str, tuple[dict, int, int]] = OrderedDict()
@@ -208,7 +225,7 @@ class AdapterCache:
 
     def _swap_in(self, pipe, loaded: OrderedDict, sha: str, state: dict, size: int,
                  wanted: set[str]) -> str:
-        free = [f"slot{i}" for i in range(SLOTS) if f"slot{i}" not in loaded]
+        free = [f"slot{i}" for i in range(self.slots) if f"slot{i}" not in loaded]
         if free:  # a slot's first adapter adds its layers (compiled replicas recompile once)
             name = free[0]
             pipe.load_lora_weights(dict(state), adapter_name=name)

@@ -1,8 +1,9 @@
 """Building pipeline calls: which tasks may share one, and the keyword arguments of each.
 
 Tasks that agree on task kind, size, steps, guidance, strength, their LoRA adapters (the same
-adapters at the same scales) and whether they carry a negative prompt or a mask share one call of at most `max_batch_size` images; prompts, negative prompts,
-input images and seeds stay per task (one generator per image). Keywords a pipeline's
+adapters at the same scales) and whether they carry a negative prompt or a mask share one call
+of at most `max_batch_size` images; prompts, negative prompts, input images and seeds stay per
+task (one generator per image). Keywords a pipeline's
 `__call__` does not take are dropped, so families differ only in their `FamilySpec`.
 """
 

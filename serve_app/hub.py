@@ -103,6 +103,22 @@ def locate_on_hub(repo_id: str, found) -> None:
 
 
 
+def front_matter(text: str) -> dict:
+    """A model card's YAML front matter ({} when it has none or it does not parse)."""
+    import yaml
+
+    if not text.startswith("---"):
+        return {}
+    end = text.find("\n---", 3)
+    if end < 0:
+        return {}
+    try:
+        meta = yaml.safe_load(text[3:end]) or {}
+    except yaml.YAMLError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
 def read_model_card(repo_id: str) -> str | None:
     """The repo's README.md from the Hub, when the Hub may be asked and answers."""
     from huggingface_hub import constants, hf_hub_download

@@ -74,15 +74,17 @@ def decode_base64(text: str, *, param: str, max_bytes: int) -> bytes:
 
 
 async def fetch_url(url: str, *, param: str, max_bytes: int, timeout_s: float,
-                    allow_private: bool) -> bytes:
-    """GET an image: each hop resolved and checked once and requested at that address, the
-    whole fetch (redirects included) within timeout_s."""
+                    allow_private: bool, what: str = "the image") -> bytes:
+    """GET an image (or `what` else): each hop resolved and checked once and requested at that
+    address, the whole fetch (redirects included) within timeout_s."""
     return await netguard.within(
-        timeout_s, _fetch(url, param=param, max_bytes=max_bytes, allow_private=allow_private),
+        timeout_s, _fetch(url, param=param, max_bytes=max_bytes, allow_private=allow_private,
+                          what=what),
         what=f"fetching {url}", param=param)
 
 
-async def _fetch(url: str, *, param: str, max_bytes: int, allow_private: bool) -> bytes:
+async def _fetch(url: str, *, param: str, max_bytes: int, allow_private: bool,
+                 what: str) -> bytes:
     import httpx
 
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
@@ -99,14 +101,14 @@ async def _fetch(url: str, *, param: str, max_bytes: int, allow_private: bool) -
                     declared = response.headers.get("content-length", "")
                     if declared.isdigit() and int(declared) > max_bytes:
                         raise PayloadTooLargeError(
-                            f"{param}: the image at {url} is over {max_bytes} bytes",
+                            f"{param}: {what} at {url} is over {max_bytes} bytes",
                             param=param)
                     chunks, total = [], 0
                     async for chunk in response.aiter_bytes():
                         total += len(chunk)
                         if total > max_bytes:
                             raise PayloadTooLargeError(
-                                f"{param}: the image at {url} is over {max_bytes} bytes",
+                                f"{param}: {what} at {url} is over {max_bytes} bytes",
                                 param=param)
                         chunks.append(chunk)
                     return b"".join(chunks)

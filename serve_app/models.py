@@ -38,8 +38,10 @@ class ModelRecord(BaseModel):
     """An imported model: what the API shows, and what the family server loads."""
 
     info: ModelInfo
-    source: str
+    source: str  # a LoRA model's: its base's
     license_accepted: bool = False
+    adapter: str | None = None  # a LoRA model: where its adapter file is found again
+    adapter_sha256: str | None = None
 
 
 def model_slug(hf_model_id: str) -> str:
@@ -101,8 +103,10 @@ class ModelRegistry:
                          license=v.license or "unknown",
                          requires_license_acceptance=v.requires_license_acceptance,
                          pricing=v.pricing, parameters=v.parameters, created_at=time.time(),
-                         execution_mode=execution_mode)
-        record = ModelRecord(info=info, source=v.source, license_accepted=accepted_license)
+                         execution_mode=execution_mode, kind=v.kind, base_model=v.base_model,
+                         supports_loras=v.supports_loras)
+        record = ModelRecord(info=info, source=v.source, license_accepted=accepted_license,
+                             adapter=v.adapter_source, adapter_sha256=v.sha256)
         self._db(rows.put_model, model_id, tenant, info.created_at,
                        record.model_dump(mode="json"))
         return info

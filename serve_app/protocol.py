@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from serve_app.core.keys import UPLOAD_TYPES
-from serve_app.core.types import GenerateParams, ParameterSpec
+from serve_app.core.types import LORA_SCALE, MAX_LORAS, GenerateParams, ParameterSpec
 from serve_app.rules import (
     MAX_SEED,
     SIDE_MULTIPLE,
@@ -76,6 +76,9 @@ class _Request(BaseModel):
 
 class ValidateRequest(_Request):
     hf_model_id: str = Field(min_length=1, max_length=1024)
+    base_model: str | None = Field(
+        None, min_length=1, max_length=1024, description="LoRA repositories: the model the "
+        "adapter runs on (a tm_* id, a catalog name or a Hub id); wins over the model card's")
 
 
 class Pricing(BaseModel):
@@ -99,6 +102,16 @@ class ValidateResponse(BaseModel):
     pricing: Pricing | None = None
     parameters: ParameterSpec | None = None
     source: str | None = Field(None, description="where the weights were found")
+    kind: Literal["pipeline", "lora"] = Field(
+        "pipeline", description="pipeline: a diffusers checkpoint; lora: an adapter that runs "
+        "on base_model")
+    base_model: str | None = Field(None, description="LoRA: the base it runs on")
+    rank: int | None = Field(None, description="LoRA: the adapter's rank")
+    target_modules: list[str] = Field([], description="LoRA: the modules it adapts")
+    size: int | None = Field(None, description="LoRA: the adapter file's bytes")
+    sha256: str | None = Field(None, description="LoRA: the adapter file's sha256")
+    adapter_source: str | None = Field(None, description="LoRA: where the adapter was found")
+    supports_loras: bool = Field(False, description="whether requests may add `loras` to it")
 
 
 class ImportRequest(_Request):
@@ -125,6 +138,9 @@ class ModelInfo(BaseModel):
     execution_mode: str | None = None
     available: bool = Field(True, description="whether it can run on this server")
     unavailable_reason: str | None = None
+    kind: Literal["pipeline", "lora"] = "pipeline"
+    base_model: str | None = Field(None, description="a LoRA model: the base it runs on")
+    supports_loras: bool = Field(False, description="whether requests may name `loras`")
 
 
 class ImportedModel(ModelInfo):
@@ -144,6 +160,15 @@ class ModelList(BaseModel):
 class ImageSize(_Request):
     width: int = Field(ge=_RAW_MIN_SIDE, le=_RAW_MAX_SIDE)
     height: int = Field(ge=_RAW_MIN_SIDE, le=_RAW_MAX_SIDE)
+
+
+class LoraWeight(_Request):
+    """One adapter of a request: a tm_* LoRA model, a Hub id, or an http(s) URL."""
+
+    path: str = Field(min_length=1, max_length=2048, description="a tm_* LoRA model you "
+                      "imported, a Hugging Face repo id (owner/name or "
+                      "owner/name/file.safetensors), or an http(s) URL of a .safetensors file")
+    scale: float = Field(1.0, ge=-LORA_SCALE, le=LORA_SCALE)
 
 
 class _ImageRequest(_Request):
@@ -178,6 +203,10 @@ class _ImageRequest(_Request):
     webhook_events_filter: list[Literal["start", "completed"]] = Field(
         ["completed"], min_length=1, description="start: when it starts running; completed: "
         "when it ends, whatever the outcome")
+    loras: list[LoraWeight] = Field([], max_length=MAX_LORAS, description="LoRA adapters, "
+                                    "applied unfused in this order (at most 4)")
+    lora_scale: float | None = Field(None, ge=-LORA_SCALE, le=LORA_SCALE, description="a "
+                                     "LoRA model's own adapter scale (default 1.0)")
 
     @field_validator("cancel_after")
     @classmethod

@@ -14,8 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from deployments.adapters import checkpoint_shapes, family_takes_loras, misfits, prefixed
 from deployments.loading import (
     OVERRIDE_SEP,
     TRANSFORMER_FILE,
@@ -23,9 +22,22 @@ from deployments.loading import (
     explain_build_error,
 )
 from deployments.registry import FAMILIES, TINY_PREFIX, family_for_pipeline
+from deployments.tiny_lora import tiny_lora_family
+from serve_app import lora_repos
 from serve_app.catalog import CATALOG, find_entry, model_terms
-from serve_app.hub import cached_file, hub_offline, locate_on_hub, read_model_card
-from serve_app.protocol import ValidateResponse
+from serve_app.core import lora
+from serve_app.core.errors import TesseraError
+from serve_app.core.paths import models_dir_path
+from serve_app.hub import (
+    cached_file,
+    front_matter,
+    hub_offline,
+    hub_unreachable,
+    locate_on_hub,
+    read_model_card,
+)
+from serve_app.lora_repos import FoundAdapter
+from serve_app.protocol import ModelInfo, ValidateResponse
 
 logger = logging.getLogger("tessera.validation")
 
@@ -71,27 +83,6 @@ def locate(model_id: str, config) -> Located:
     return found
 
 
-def _is_dir(path: Path) -> bool:
-    try:
-        return path.is_dir()
-    except (OSError, ValueError):  # a name too long for the filesystem, a NUL byte: not a dir
-        return False
-
-
-def models_dir_path(model_id: str, models_dir: Path) -> Path | None:
-    """The directory `model_id` names inside models_dir (relative to it, or absolute), with
-    symlinks and `..` resolved before the check; None for anything else."""
-    try:
-        root = models_dir.resolve()
-        given = Path(model_id)
-        resolved = (given if given.is_absolute() else root / given).resolve(strict=True)
-    except (OSError, RuntimeError, ValueError):
-        return None
-    if resolved == root or not resolved.is_relative_to(root) or not _is_dir(resolved):
-        return None
-    return resolved
-
-
 PICKLE_SUFFIXES = (".bin", ".bin.index.json", ".pt", ".ckpt")
 
 
@@ -128,17 +119,7 @@ def _read_license(root: Path | None, repo_id: str, hub: bool) -> str | None:
 
 def license_from_model_card(text: str) -> str | None:
     """The `license:` of a model card's YAML front matter (`license_name:` when it is "other")."""
-    if not text.startswith("---"):
-        return None
-    end = text.find("\n---", 3)
-    if end < 0:
-        return None
-    try:
-        meta = yaml.safe_load(text[3:end]) or {}
-    except yaml.YAMLError:
-        return None
-    if not isinstance(meta, dict):
-        return None
+    meta = front_matter(text)
     lic = meta.get("license")
     if isinstance(lic, list):
         lic = lic[0] if lic else None
@@ -147,8 +128,19 @@ def license_from_model_card(text: str) -> str | None:
     return str(lic) if lic else None
 
 
-def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
-    """Everything `validate-hf` answers, including where it looked when it found nothing."""
+def validate(model_id: str, config, validation_id: str, base_model: str | None = None,
+             tenant_base: tuple[ModelInfo, str] | None = None) -> ValidateResponse:
+    """Everything `validate-hf` answers, including where it looked when it found nothing.
+    A LoRA repository is validated with its base: `base_model` (a catalog name or Hub id), or
+    `tenant_base` (the tenant's own tm_* model and its source, resolved by the caller), or the
+    base its model card names."""
+    try:
+        adapter = _find_lora(model_id, config)
+    except TesseraError as exc:
+        return ValidateResponse(validation_id=validation_id, hf_model_id=model_id,
+                                supported=False, kind="lora", errors=[exc.message])
+    if adapter is not None:
+        return validate_lora(model_id, adapter, config, validation_id, base_model, tenant_base)
     # A catalog model however it is named (letter case, short name) is that catalog model:
     # its price and whether the operator enabled it follow it.
     entry = find_entry(model_id)
@@ -217,8 +209,131 @@ def validate(model_id: str, config, validation_id: str) -> ValidateResponse:
     _set_terms(out, model_id, spec.name, licence,
                (entry.parameters if entry else None) or spec.parameters, config)
     out.source = located.source
+    out.supports_loras = family_takes_loras(spec.name)
     out.supported = not out.errors
     return out
+
+
+def _find_lora(model_id: str, config) -> FoundAdapter | None:
+    """The adapter, when `model_id` names a LoRA repository rather than a pipeline."""
+    param = "hf_model_id"
+    parts = model_id.split("/")
+    if len(parts) >= 2 and tiny_lora_family("/".join(parts[:2])):
+        return lora_repos.find(model_id, config.data_dir, config.models_path, param)
+    local = models_dir_path(model_id, config.models_path)
+    if local is not None:
+        names = {p.name for p in local.iterdir()}
+        if "model_index.json" in names or not any(
+                n.endswith((".safetensors", *lora_repos.PICKLES)) for n in names):
+            return None
+        return lora_repos.find(str(local), config.data_dir, config.models_path, param,
+                               local=True)
+    found = lora_repos.HUB_ADAPTER_RE.match(model_id)
+    if found is None or ".." in model_id or model_id.startswith(TINY_PREFIX):
+        return None
+    if found["file"]:
+        return lora_repos.find(model_id, config.data_dir, config.models_path, param)
+    return _hub_lora(model_id, config)
+
+
+def _hub_lora(repo: str, config) -> FoundAdapter | None:
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    try:
+        if isinstance(try_to_load_from_cache(repo, "model_index.json"), str):
+            return None
+        cached_readme = try_to_load_from_cache(repo, "README.md")
+    except Exception:  # not a valid repo id: the pipeline path says so
+        return None
+    if isinstance(cached_readme, str):
+        files = {p.name for p in Path(cached_readme).parent.iterdir()}
+        if "model_index.json" not in files and any(f.endswith(".safetensors") for f in files):
+            return lora_repos.find(repo, config.data_dir, config.models_path, "hf_model_id")
+        return None
+    if hub_offline() or hub_unreachable(constants.ENDPOINT):
+        return None
+    try:
+        from huggingface_hub import HfApi
+
+        files = set(HfApi().list_repo_files(repo))
+    except Exception:
+        return None
+    if "model_index.json" in files or not any(f.endswith(".safetensors") for f in files):
+        return None
+    return lora_repos.find(repo, config.data_dir, config.models_path, "hf_model_id")
+
+
+def validate_lora(model_id: str, adapter: FoundAdapter, config, validation_id: str,
+                  base_model: str | None, tenant_base: tuple[ModelInfo, str] | None
+                  ) -> ValidateResponse:
+    """A LoRA repository: its adapter checked (safetensors only, caps, LoRA tensors), its base
+    validated as a pipeline, and its keys and shapes checked against the base's modules."""
+    out = ValidateResponse(validation_id=validation_id, hf_model_id=model_id, supported=False,
+                           kind="lora", adapter_source=adapter.location)
+    limits = config.loras
+    try:
+        data = lora_repos.read(adapter, limits.max_bytes, "hf_model_id")
+        info = lora.inspect(data, param="hf_model_id", max_bytes=limits.max_bytes,
+                            max_tensors=limits.max_tensors, max_rank=limits.max_rank)
+    except TesseraError as exc:
+        out.errors.append(exc.message)
+        return out
+    out.rank, out.target_modules = info.rank, info.target_modules
+    out.size, out.sha256 = info.size, info.sha256
+    base_id = (tenant_base[0].id if tenant_base else None) or base_model or (
+        adapter.card_base_model)
+    out.base_model = base_id
+    if base_id is None:
+        out.errors.append(f"{model_id}'s model card names no base_model: send base_model "
+                          "(a tm_* id, a catalog name or a Hub id)")
+        return out
+    if tenant_base is not None:
+        base_info, source = tenant_base
+        if base_info.kind != "pipeline":
+            out.errors.append(f"base_model {base_id} is itself a LoRA")
+            return out
+        out.family, out.tasks, out.pipeline_tag = (base_info.family, base_info.tasks,
+                                                   base_info.pipeline_tag)
+        out.license, out.pricing, out.parameters = (base_info.license, base_info.pricing,
+                                                    base_info.parameters)
+        out.source = source
+    else:
+        base = validate(base_id, config, validation_id)
+        if base.kind == "lora":
+            out.errors.append(f"base_model {base_id} is itself a LoRA")
+            return out
+        out.errors += [f"base model {base_id}: {e}" for e in base.errors]
+        out.warnings += [f"base model {base_id}: {w}" for w in base.warnings]
+        for name in ("family", "pipeline_class", "pipeline_tag", "tasks", "license",
+                     "requires_license_acceptance", "pricing", "parameters", "source"):
+            setattr(out, name, getattr(base, name))
+    if out.family is None:
+        if not out.errors:
+            out.errors.append(f"base model {base_id} could not be resolved")
+        return out
+    out.supports_loras = family_takes_loras(out.family)
+    if not out.supports_loras:
+        out.errors.append(f"{FAMILIES[out.family].display_name} models take no LoRA adapters")
+    elif out.source:
+        _check_fit(out, data, out.source, config)
+    out.supported = not out.errors
+    return out
+
+
+def _check_fit(out: ValidateResponse, data: bytes, source: str, config) -> None:
+    """Keys and shapes against the base's modules, from the base checkpoint's weight headers
+    where they are on this machine; otherwise the replica checks at first use."""
+    root = lora_repos.base_root(source, config.data_dir, config.models_path)
+    shapes = checkpoint_shapes(root) if root is not None else {}
+    adapter = lora.header_shapes(data)
+    if not shapes or not prefixed(adapter, set(shapes)):
+        out.warnings.append("the adapter's fit to the base is checked when it is first used "
+                            "(the base's weights are not on this machine, or the adapter's "
+                            "keys need diffusers' conversion)")
+        return
+    problems = misfits(adapter, shapes)
+    if problems:
+        out.errors.append(f"the adapter does not fit {out.base_model}: " + "; ".join(problems))
 
 
 def _set_terms(out: ValidateResponse, model_id: str, family: str, licence: str | None,

@@ -1,6 +1,7 @@
 """What the routes reach: one object per job, built once per ingress replica.
 
-`resolver` (which model a request names), `submitter` (the one submit path every dialect
+`resolver` (which model a request names), `adapters` (the LoRA adapters it names, staged),
+`submitter` (the one submit path every dialect
 uses), `inputs` (edit inputs and uploads), `reads` (task views and waits), and the typed
 clients of the task and model actors. Nothing here knows HTTP: the routes and their
 dependencies (`deps.py`) turn requests into typed options and results into responses.
@@ -8,6 +9,7 @@ dependencies (`deps.py`) turn requests into typed options and results into respo
 
 from __future__ import annotations
 
+from serve_app.api.adapters import AdapterStager
 from serve_app.api.clients import ModelClient, TaskClient
 from serve_app.api.edit_inputs import InputLoader
 from serve_app.api.holds import TenantHolds
@@ -31,7 +33,9 @@ class Gateway:
         self.resolver = ModelResolver(config, models)
         self.inputs = InputLoader(config, store, models)
         self.reads = TaskReader(config, store, tasks, holds)
-        self.submitter = Submitter(config, self.resolver, self.inputs, tasks, holds)
+        self.adapters = AdapterStager(config, store, self.resolver)
+        self.submitter = Submitter(config, self.resolver, self.inputs, self.adapters, tasks,
+                                   holds)
 
     def base_url(self, app_prefix: str) -> str:
         """The base of the links in an answer: `public_url` as configured; by default the bind

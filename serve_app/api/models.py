@@ -26,12 +26,25 @@ EDIT_TASKS = {"image-to-image", "inpaint", "edit"}
 async def validate_hf(body: ValidateRequest, tenant: str = Depends(authenticate),
                       gw: Gateway = Depends(gateway)):
     await gw.models.admit_validation(tenant)  # 429 past the hourly quota
+    tenant_base = None
+    if body.base_model and body.base_model.startswith("tm_"):  # the tenant's own model
+        record = await gw.resolver.imported(tenant, body.base_model, param="base_model")
+        tenant_base = (record.info, record.source)
     # Reads the disk and maybe the Hub, and may build a tiny checkpoint: not on the loop.
-    result = await asyncio.to_thread(validate, body.hf_model_id, gw.config, new_id("val"))
+    result = await asyncio.to_thread(validate, body.hf_model_id, gw.config, new_id("val"),
+                                     body.base_model, tenant_base)
     await gw.models.add_validation(tenant, result)
-    # where the weights are is the server's business: a local directory is named as given
-    local = result.source is not None and result.source.startswith("/")
-    return result.model_copy(update={"source": body.hf_model_id}) if local else result
+    return hide_local_paths(result, body)
+
+
+def hide_local_paths(result: ValidateResponse, body: ValidateRequest) -> ValidateResponse:
+    """Where the weights are is the server's business: local paths are named as given."""
+    hidden = {}
+    if result.source is not None and result.source.startswith("/"):
+        hidden["source"] = body.base_model if result.kind == "lora" else body.hf_model_id
+    if result.adapter_source is not None and result.adapter_source.startswith("/"):
+        hidden["adapter_source"] = body.hf_model_id
+    return result.model_copy(update=hidden)
 
 
 @router.post("/v1/my-models/import-hf", response_model=ParelImportedModel, status_code=201)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from deployments.adapters import family_takes_loras
 from deployments.registry import FAMILIES
 from serve_app.api.clients import ModelClient
 from serve_app.catalog import (
@@ -15,7 +16,11 @@ from serve_app.catalog import (
     unavailable_reason,
 )
 from serve_app.core.config import TesseraConfig
-from serve_app.core.errors import LicenseAcceptanceRequiredError, UnsupportedModelError
+from serve_app.core.errors import (
+    LicenseAcceptanceRequiredError,
+    UnknownModelError,
+    UnsupportedModelError,
+)
 from serve_app.models import ModelRecord
 from serve_app.protocol import ModelInfo
 
@@ -38,12 +43,7 @@ class ModelResolver:
         imported `tm_*` model, or a catalog model by Hugging Face id or short name."""
         entry = None if model_id.startswith("tm_") else find_entry(model_id)
         if entry is None:
-            record = self._imported.get((tenant, model_id))
-            if record is None:  # an unknown id is asked again: it may be imported since
-                record = await self.models.get(tenant, model_id)
-                if len(self._imported) >= MAX_CACHED_MODELS:
-                    self._imported.pop(next(iter(self._imported)))
-                self._imported[(tenant, model_id)] = record
+            record = await self.imported(tenant, model_id)
             return record.info, record.source
         info = (await self.catalog())[entry.id]
         if not license_accepted(entry, entry.license, self.config):
@@ -57,6 +57,19 @@ class ModelResolver:
             raise UnsupportedModelError(f"{entry.id} cannot run here: "
                                         f"{info.unavailable_reason}", param="model")
         return info, entry.source
+
+    async def imported(self, tenant: str, model_id: str, param: str = "model") -> ModelRecord:
+        """The tenant's own imported model (404 for anyone else's)."""
+        record = self._imported.get((tenant, model_id))
+        if record is None:  # an unknown id is asked again: it may be imported since
+            try:
+                record = await self.models.get(tenant, model_id)
+            except UnknownModelError as exc:
+                raise UnknownModelError(exc.message, param=param) from None
+            if len(self._imported) >= MAX_CACHED_MODELS:
+                self._imported.pop(next(iter(self._imported)))
+            self._imported[(tenant, model_id)] = record
+        return record
 
     async def models_for(self, tenant: str) -> list[ModelInfo]:
         """The catalog (available or not) and the tenant's imported models."""
@@ -84,4 +97,4 @@ class ModelResolver:
             requires_license_acceptance=not license_accepted(entry, entry.license,
                                                              self.config),
             pricing=terms.pricing, parameters=terms.parameters, available=reason is None,
-            unavailable_reason=reason)
+            unavailable_reason=reason, supports_loras=family_takes_loras(entry.family))

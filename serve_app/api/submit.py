@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry import trace
 
+from serve_app.api.adapters import AdapterStager
 from serve_app.api.clients import TaskClient
 from serve_app.api.edit_inputs import InputLoader
 from serve_app.api.holds import WAITS, TenantHolds
@@ -20,7 +21,7 @@ from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import InvalidRequestError, UnsupportedTaskError, WebhookURLError
 from serve_app.core.tasks import Task, TaskRequest
 from serve_app.core.telemetry import inject, task_attributes
-from serve_app.core.types import GenerateParams
+from serve_app.core.types import AdapterRef, GenerateParams
 from serve_app.protocol import EditRequest, GenerationRequest, ModelInfo, TaskCreated
 from serve_app.rules import route_edit
 
@@ -72,10 +73,11 @@ class Submitted:
 
 class Submitter:
     def __init__(self, config: TesseraConfig, resolver: ModelResolver, inputs: InputLoader,
-                 tasks: TaskClient, holds: TenantHolds):
+                 adapters: AdapterStager, tasks: TaskClient, holds: TenantHolds):
         self.config = config
         self.resolver = resolver
         self.inputs = inputs
+        self.adapters = adapters
         self.tasks = tasks
         self.holds = holds
 
@@ -89,6 +91,8 @@ class Submitter:
             raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
                                        param="model")
         params, warnings = body.to_generate_params(model.parameters)
+        params = params.model_copy(update={"loras": await self.loras(tenant, model, source,
+                                                                     body)})
         options = await self.options(body, opts)
         options.file_prefix, options.metadata = file_prefix, metadata or {}
         task_id, now = new_id("task"), time.time()
@@ -110,14 +114,22 @@ class Submitter:
         mask = (await self.inputs.load_image(tenant, body.mask_image, "mask_image", "L")
                 if body.mask_image is not None else None)
         params, warnings = body.to_generate_params(model.parameters, task, images[0].size)
+        loras = await self.loras(tenant, model, source, body)
         options = await self.options(body, opts)
         task_id, now = new_id("task"), time.time()
         keys, mask_key = await self.inputs.store_inputs(tenant, task_id, images, mask,
                                                         (params.width, params.height), warnings)
-        params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key})
+        params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key,
+                                           "loras": loras})
         return await self.submit(tenant, model, source, task_id, now, params, body.count,
                                  body.response_format, warnings, options, opts.base_url,
                                  wait_s)
+
+    async def loras(self, tenant: str, model: ModelInfo, source: str, body
+                    ) -> list[AdapterRef]:
+        """The task's adapters, staged: a LoRA model's own first, then the request's."""
+        named = self.adapters.model_adapter(model, body.lora_scale) + list(body.loras)
+        return await self.adapters.stage(tenant, model, source, named)
 
     async def options(self, body, opts: RequestOptions) -> TaskOptions:
         """The task options of a generation or edit request (body fields and headers)."""

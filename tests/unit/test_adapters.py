@@ -135,3 +135,29 @@ def test_header_shapes_check_an_adapter_without_loading_the_base(flux):
 def test_families_that_take_adapters():
     assert {"flux", "flux2", "sdxl", "sd3", "qwen-image", "z-image"} <= set(LORA_FAMILIES)
     assert "pixart-sigma" not in LORA_FAMILIES and "hunyuan-image" not in LORA_FAMILIES
+
+
+def test_hot_swapped_adapters_give_the_bytes_of_freshly_loaded_ones(flux):
+    """Compiled replicas swap adapters into fixed slots; the same adapter gives the same bytes
+    whichever way it arrived (run here uncompiled: the swap itself is what is checked)."""
+    from deployments.adapters import enable_hotswap
+
+    _, _, _, first, second, data_dir = flux
+    a, b = ref(first), ref(second)
+    DATA.update({a.sha256: first, b.sha256: second})
+
+    def fresh():
+        pipe = load_pipeline("tessera/tiny-flux", str(data_dir), "cpu", None,
+                             batch_invariant=True, hotswap_rank=8)
+        cache = AdapterCache(1 << 30, 1 << 30, hotswap_rank=8, batch_invariant=True, slots=1)
+        calls = PipelineCalls(FAMILIES["flux"], 4, "cpu", batch_invariant=True, adapters=cache)
+        return pipe, calls, cache
+
+    pipe, calls, cache = fresh()
+    with_a = run(calls, pipe, job("a", [a]))[0]["a"]
+    with_b = run(calls, pipe, job("b", [b]))[0]["b"]  # swapped into a's slot
+    assert run(calls, pipe, job("a", [a]))[0]["a"] == with_a
+    pipe2, calls2, _ = fresh()
+    assert run(calls2, pipe2, job("b", [b]))[0]["b"] == with_b
+    with pytest.raises(RuntimeError):  # too late once an adapter is in: the replica calls it
+        enable_hotswap(pipe2, 8)        # at load, before compiling

@@ -18,7 +18,7 @@ TIERS = {
     "serve_app.db": 2,
     "serve_app.protocol": 3, "serve_app.rules": 3, "serve_app.views": 3, "serve_app.hub": 3,
     "serve_app.catalog": 3, "serve_app.validation": 3, "serve_app.inputs": 3,
-    "serve_app.auth": 3,
+    "serve_app.auth": 3, "serve_app.lora_repos": 3,
     "serve_app.tasks": 4, "serve_app.models": 4,
     "serve_app.api": 5,
     "serve_app.builder": 6, "serve_app.run": 6, "serve_app.kuberay": 6,

@@ -30,7 +30,7 @@ from serve_app.protocol import EditRequest, GenerationRequest, TaskView
 
 # Tessera parameters a client passes with the SDK's `extra_body`
 EXTRA = ("negative_prompt", "seed", "num_inference_steps", "guidance_scale", "cancel_after",
-         "webhook", "webhook_events_filter")
+         "webhook", "webhook_events_filter", "loras", "lora_scale")
 # OpenAI's images parameters that Tessera accepts and does not use
 OPENAI_UNUSED = frozenset({"background", "input_fidelity", "moderation", "output_compression",
                            "partial_images", "quality", "stream", "style", "user"})
