@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import serve_app.lora_repos as lora_repos
 from deployments.adapters import checkpoint_shapes, family_takes_loras, misfits, prefixed
 from deployments.loading import (
     OVERRIDE_SEP,
@@ -23,7 +24,6 @@ from deployments.loading import (
 )
 from deployments.registry import FAMILIES, TINY_PREFIX, family_for_pipeline
 from deployments.tiny_lora import tiny_lora_family
-from serve_app import lora_repos
 from serve_app.catalog import CATALOG, find_entry, model_terms
 from serve_app.core import lora
 from serve_app.core.errors import TesseraError

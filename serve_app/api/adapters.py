@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import serve_app.lora_repos as lora_repos
 from deployments.adapters import checkpoint_shapes, family_takes_loras, misfits, prefixed
-from serve_app import lora_repos
 from serve_app.api.resolve import ModelResolver
 from serve_app.core import lora, netguard
 from serve_app.core.config import TesseraConfig

@@ -14,6 +14,7 @@ from deployments.registry import FAMILIES
 from deployments.tiny_lora import WEIGHTS, build_tiny_lora, ensure_tiny_lora
 from serve_app.core.errors import LoraIncompatibleError, LoraInvalidError
 from serve_app.core.types import AdapterRef, GenerateParams, GenerateRequest
+from tests.support.families import family_param
 
 LORA_FAMILIES = sorted(n for n, s in FAMILIES.items()
                        if all(takes_loras(c) for c in s.pipelines.values()))
@@ -161,3 +162,32 @@ def test_hot_swapped_adapters_give_the_bytes_of_freshly_loaded_ones(flux):
     assert run(calls2, pipe2, job("b", [b]))[0]["b"] == with_b
     with pytest.raises(RuntimeError):  # too late once an adapter is in: the replica calls it
         enable_hotswap(pipe2, 8)        # at load, before compiling
+
+
+@pytest.mark.parametrize("family", [family_param(n) for n in LORA_FAMILIES])
+def test_every_lora_family_has_a_tiny_lora_that_fits_and_changes_its_images(family, tmp_path):
+    """`tessera/tiny-<family>-lora` of every family whose pipelines load LoRAs: laid out as on
+    the Hub, it fits its base by the weight headers and by the loaded modules, and (where the
+    family makes images from text) it changes the image while scale 0 gives the base's."""
+    from deployments.registry import TINY_PREFIX
+    from serve_app.core.lora import header_shapes
+    from serve_app.lora_repos import FoundAdapter
+
+    repo = ensure_tiny_lora(tmp_path, family)
+    card = FoundAdapter("x", repo / WEIGHTS, (repo / "README.md").read_text())
+    assert card.card_base_model == f"{TINY_PREFIX}{family}"
+    data = (repo / WEIGHTS).read_bytes()
+    assert misfits(header_shapes(data), checkpoint_shapes(tmp_path / "tiny" / family)) == []
+    pipe = load_pipeline(f"{TINY_PREFIX}{family}", str(tmp_path), "cpu", None,
+                         batch_invariant=True)
+    cache = AdapterCache(1 << 30, 1 << 30, batch_invariant=True)
+    calls = PipelineCalls(FAMILIES[family], 4, "cpu", batch_invariant=True, adapters=cache)
+    adapter = ref(data)
+    DATA[adapter.sha256] = data
+    cache.prepare(pipe, adapter, data, "loras[0].path", 256)
+    cache.activate(pipe, [adapter])
+    if "text-to-image" not in FAMILIES[family].pipelines:
+        return
+    base = run(calls, pipe, job("base"))[0]["base"]
+    assert run(calls, pipe, job("a", [adapter]))[0]["a"] != base
+    assert run(calls, pipe, job("z", [ref(data, 0.0)]))[0]["z"] == base
