@@ -46,6 +46,7 @@ async function loadModels() {
   try {
     const list = await api("v1/models");
     state.models = list.data.filter((m) => m.available !== false);
+    fillLoraModels();
     keyMessage(`Key saved. ${state.models.length} models can run here.`);
     fillModelSelects();
   } catch (e) {
@@ -93,6 +94,7 @@ function applyModel() {
     $("guidance").max = p.max_guidance_scale;
   }
   $("negative-row").hidden = !p.negative_prompt;
+  $("adapters-row").hidden = !m.supports_loras;
   for (const id of ["width", "height"]) {
     $(id).min = p.min_side; $(id).max = p.max_side;
   }
@@ -130,7 +132,43 @@ function requestBody(model) {
   body.n = Number($("count").value || 1);
   body.output_format = $("format").value;
   if (state.mode === "edit") body.strength = Number($("strength").value);
+  const loras = adapterValues();
+  if (loras.length && !$("adapters-row").hidden) body.loras = loras;
   return body;
+}
+
+// ------------------------------------------------------------------ LoRA adapters
+
+function adapterValues() {
+  return [...document.querySelectorAll("#adapters li")]
+    .map((li) => ({ path: li.querySelector(".adapter-path").value.trim(), scale: Number(li.querySelector(".adapter-scale").value) }))
+    .filter((a) => a.path);
+}
+
+function addAdapter(path = "", scale = 1) {
+  const list = $("adapters");
+  if (list.children.length >= 4) return;
+  const n = list.children.length + 1;
+  const li = document.createElement("li");
+  li.innerHTML = `<label>Adapter <input class="adapter-path" list="lora-models" placeholder="https://…/style.safetensors"></label>
+    <label>Scale <input class="adapter-scale" type="number" min="-2" max="2" step="0.1"></label>
+    <button type="button" class="remove-adapter">Remove</button>`;
+  li.querySelector(".adapter-path").value = path;
+  li.querySelector(".adapter-path").setAttribute("aria-label", `Adapter ${n}`);
+  li.querySelector(".adapter-scale").value = scale;
+  li.querySelector(".adapter-scale").setAttribute("aria-label", `Adapter ${n} scale`);
+  li.querySelector(".remove-adapter").setAttribute("aria-label", `Remove adapter ${n}`);
+  li.querySelector(".remove-adapter").addEventListener("click", () => { li.remove(); $("add-adapter").disabled = false; updateCode(); });
+  for (const input of li.querySelectorAll("input")) input.addEventListener("input", updateCode);
+  list.append(li);
+  $("add-adapter").disabled = list.children.length >= 4;
+  updateCode();
+}
+
+function fillLoraModels() {
+  const list = $("lora-models");
+  list.replaceChildren();
+  for (const m of state.models.filter((x) => x.kind === "lora")) list.append(new Option(m.name || m.hf_model_id, m.id));
 }
 
 function chosenModels() {
@@ -378,6 +416,8 @@ async function restore(task) {
   if (r.guidance_scale !== null && r.guidance_scale !== undefined) $("guidance").value = r.guidance_scale;
   $("seed").value = (r.seeds || [])[0] ?? "";
   $("count").value = r.n || 1;
+  $("adapters").replaceChildren();
+  for (const a of r.loras || []) if (a.path !== view.model) addAdapter(a.path, a.scale);
   $("format").value = r.output_format || "png";
   const results = $("results");
   results.replaceChildren();
@@ -402,7 +442,7 @@ function updateCode() {
   const json = JSON.stringify(body, null, 2);
   const py = JSON.stringify(body, null, 4).replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
   const extra = {};
-  for (const k of ["negative_prompt", "seed", "num_inference_steps", "guidance_scale", "strength"]) if (k in body) extra[k] = body[k];
+  for (const k of ["negative_prompt", "seed", "num_inference_steps", "guidance_scale", "strength", "loras"]) if (k in body) extra[k] = body[k];
   const code = {
     curl: `curl -s ${endpoint} \\\n  -H "Authorization: Bearer $TESSERA_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -H "Prefer: wait" \\\n  -d '${json.replace(/'/g, "'\\''")}'`,
     python: `import os\nimport httpx\n\nr = httpx.post(\n    "${endpoint}",\n    headers={"Authorization": f"Bearer {os.environ['TESSERA_API_KEY']}", "Prefer": "wait"},\n    json=${py.replace(/\n/g, "\n    ")},\n    timeout=300,\n)\ntask = r.json()\nprint(task["result"]["data"][0]["url"])`,
@@ -436,6 +476,7 @@ function init() {
   $("model").addEventListener("change", applyModel);
   $("size").addEventListener("change", () => { $("custom-size").hidden = $("size").value !== "custom"; updateCode(); });
   $("dice").addEventListener("click", () => { $("seed").value = randomSeed(); updateCode(); });
+  $("add-adapter").addEventListener("click", () => addAdapter());
   $("compare").addEventListener("change", () => { $("compare-models").hidden = !$("compare").checked; });
   $("tab-generate").addEventListener("click", () => setMode("generate"));
   $("tab-edit").addEventListener("click", () => setMode("edit"));

@@ -154,6 +154,30 @@ def test_view_code(page, service):
     shot(page, "playground-code.png")
 
 
+def test_adapters_with_a_scale_each(page, client_a):
+    """An adapter by Hub id, its scale, the code view showing it, and the task running it."""
+    page.get_by_label("Model", exact=True).select_option("tessera/tiny-flux")
+    page.get_by_label("Size", exact=True).select_option("256x256")
+    page.get_by_role("button", name="Add adapter").click()
+    page.get_by_label("Adapter 1", exact=True).fill("tessera/tiny-flux-lora")
+    page.get_by_label("Adapter 1 scale").fill("0.7")
+    page.get_by_role("button", name="View code").click()
+    code = page.get_by_label("Request code")
+    assert '"path": "tessera/tiny-flux-lora"' in code.inner_text()
+    assert '"scale": 0.7' in code.inner_text()
+    page.get_by_role("tab", name="OpenAI SDK").click()
+    assert '"loras":[{"path":"tessera/tiny-flux-lora","scale":0.7}]' in code.inner_text()
+    generate(page, "a lantern in the fog", seed="3")
+    page.get_by_role("img", name="tessera/tiny-flux, seed 3").wait_for(timeout=90_000)
+    newest = client_a.get("/v1/tasks", params={"limit": 1}).json()["data"][0]
+    assert [(a["path"], a["scale"]) for a in newest["request"]["loras"]] == [
+        ("tessera/tiny-flux-lora", 0.7)]
+    shot(page, "playground-adapters.png")
+    # a model whose pipeline takes no adapters hides them
+    page.get_by_label("Model", exact=True).select_option("tessera/tiny-pixart-sigma")
+    assert not page.get_by_role("button", name="Add adapter").is_visible()
+
+
 def test_phone_width(browser, service):
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
     page = context.new_page()
