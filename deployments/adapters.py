@@ -139,11 +139,13 @@ class AdapterCache:
     loaded base the adapters already on the device (LRU, `device_bytes`)."""
 
     def __init__(self, cpu_bytes: int, device_bytes: int, hotswap_rank: int | None = None,
-                 batch_invariant: bool = False, slots: int = SLOTS):
+                 batch_invariant: bool = False, slots: int = SLOTS,
+                 refused: str | None = None):
         self.cpu_bytes = cpu_bytes
         self.device_bytes = device_bytes
         self.hotswap_rank = hotswap_rank
         self.slots = slots
+        self.refused = refused  # why this replica takes no adapters at all, if it does not
         self.batch_invariant = batch_invariant
         # sha256 -> (tensors, bytes, rank)
         self._tensors: OrderedDict[str, tuple[dict, int, int]] = OrderedDict()
@@ -161,6 +163,8 @@ class AdapterCache:
         diffusers' naming and check it against the base's modules; keep it by sha256."""
         from serve_app.core import lora
 
+        if self.refused:
+            raise LoraIncompatibleError(f"{param}: {self.refused}", param=param)
         info, tensors = lora.load(data, param=param, max_bytes=len(data), max_rank=max_rank)
         if info.sha256 != ref.sha256:
             raise LoraInvalidError(f"{param}: the stored adapter changed (sha256 "
@@ -243,6 +247,19 @@ class AdapterCache:
             from deployments.invariance import make_batch_invariant
 
             make_batch_invariant(pipe)
+
+
+def refusal(opts) -> str | None:
+    """Optimizations adapters cannot run under: fused QKV projections bypass the adapted
+    to_q/to_k/to_v layers, and a base quantized after loading (torchao) does not take LoRA
+    layers (diffusers #10621, #11752)."""
+    if opts.fuse_qkv:
+        return ("this model's replicas fuse QKV projections (optimization.fuse_qkv), which "
+                "adapters cannot run under")
+    if opts.quantization:
+        return (f"this model's replicas are quantized ({opts.quantization}), which adapters "
+                "cannot run under")
+    return None
 
 
 def enable_hotswap(pipe, rank: int) -> bool:

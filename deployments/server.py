@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator
 from opentelemetry import trace
 from ray import serve
 
-from deployments.adapters import AdapterCache
+from deployments.adapters import AdapterCache, refusal
 from deployments.batching import Batcher, run_groups
 from deployments.calls import Job, PipelineCalls
 from deployments.loading import load_pipeline, pick_device, quiet_libraries
@@ -74,7 +74,7 @@ class FamilyServer:
         self.adapters = AdapterCache(
             settings.lora_cpu_cache_bytes, settings.lora_device_cache_bytes,
             hotswap_rank=settings.lora_hotswap_rank if opts.compile else None,
-            batch_invariant=invariant)
+            batch_invariant=invariant, refused=refusal(opts))
         self.calls = PipelineCalls(self.spec, settings.max_batch_size, self.device,
                                    batch_invariant=invariant, opts=opts, adapters=self.adapters)
         self._preloaded: dict[str, object] = {}

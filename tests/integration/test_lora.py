@@ -266,3 +266,27 @@ def test_the_openai_sdk_passes_adapters_in_extra_body(service, client_a, adapter
                                           "loras": [{"path": adapters["a"], "scale": 1.0}]})
     assert base64.b64decode(out.data[0].b64_json) == image_bytes(
         client_a, loras=[{"path": adapters["a"]}])
+
+
+def test_edits_take_adapters_too(client_a, adapters):
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (128, 128), (40, 120, 200)).save(buf, format="PNG")
+    import base64
+
+    image = base64.b64encode(buf.getvalue()).decode()
+
+    def edit(loras) -> bytes:
+        r = client_a.post("/v1/images/edits", json={
+            "model": BASE, "prompt": "a yellow door", "image": image, "strength": 0.9,
+            "seed": 5, "num_inference_steps": 2, "loras": loras})
+        assert r.status_code == 202, r.text
+        task = wait_task(client_a, r.json()["task_id"])
+        assert task["status"] == "completed", task
+        assert [a["path"] for a in task["request"]["loras"]] == [x["path"] for x in loras]
+        return download(task["result"]["data"][0]["url"])
+
+    plain = edit([])
+    assert edit([{"path": adapters["a"]}]) != plain
+    assert edit([{"path": adapters["a"], "scale": 0}]) == plain

@@ -191,3 +191,15 @@ def test_every_lora_family_has_a_tiny_lora_that_fits_and_changes_its_images(fami
     base = run(calls, pipe, job("base"))[0]["base"]
     assert run(calls, pipe, job("a", [adapter]))[0]["a"] != base
     assert run(calls, pipe, job("z", [ref(data, 0.0)]))[0]["z"] == base
+
+
+def test_replicas_that_fuse_qkv_or_quantize_refuse_adapters(flux):
+    from deployments.adapters import refusal
+    from serve_app.core.config import OptimizationSettings
+
+    pipe, _, _, first, _, _ = flux
+    assert refusal(OptimizationSettings()) is None
+    for opts in (OptimizationSettings(fuse_qkv=True), OptimizationSettings(quantization="fp8")):
+        cache = AdapterCache(1 << 30, 1 << 30, refused=refusal(opts))
+        with pytest.raises(LoraIncompatibleError, match="cannot run under"):
+            cache.prepare(pipe, ref(first), first, "loras[0].path", 256)
