@@ -276,7 +276,9 @@ def validate_lora(model_id: str, adapter: FoundAdapter, config, validation_id: s
         info = lora.inspect(data, param="hf_model_id", max_bytes=limits.max_bytes,
                             max_tensors=limits.max_tensors, max_rank=limits.max_rank)
     except TesseraError as exc:
-        out.errors.append(exc.message)
+        out.errors.append(f"{model_id} has no model_index.json, so it is not a diffusers "
+                          f"pipeline checkpoint, and it holds no usable LoRA adapter: "
+                          f"{exc.message}")
         return out
     out.rank, out.target_modules = info.rank, info.target_modules
     out.size, out.sha256 = info.size, info.sha256
