@@ -156,7 +156,11 @@ class AdapterCache:
         self.reads = 0  # adapters checked from their bytes
 
     def has(self, sha256: str) -> bool:
-        return sha256 in self._tensors
+        """Whether the adapter is checked and held (it becomes the most recently used)."""
+        if sha256 not in self._tensors:
+            return False
+        self._tensors.move_to_end(sha256)
+        return True
 
     def prepare(self, pipe, ref: AdapterRef, data: bytes, param: str, max_rank: int) -> None:
         """Check the adapter's bytes (safetensors only, finite, within the caps), convert it to
