@@ -290,3 +290,43 @@ def test_edits_take_adapters_too(client_a, adapters):
     plain = edit([])
     assert edit([{"path": adapters["a"]}]) != plain
     assert edit([{"path": adapters["a"], "scale": 0}]) == plain
+
+
+def lora_repo(into: Path, weights: bytes, base: str = BASE) -> Path:
+    """A LoRA repository as the Hub holds one: the adapter and a card naming its base."""
+    into.mkdir(parents=True, exist_ok=True)
+    (into / WEIGHTS).write_bytes(weights)
+    (into / "README.md").write_text(f"---\nbase_model: {base}\ntags: [lora]\n---\n# a style\n")
+    return into
+
+
+def test_a_lora_directory_under_the_models_directory_imports(client_a, model_dir, adapters,
+                                                            models_root):
+    lora_repo(model_dir, adapters["second"])
+    r = client_a.post("/v1/my-models/validate-hf", json={"hf_model_id": model_dir.name})
+    v = r.json()
+    assert v["kind"] == "lora" and v["supported"] and v["base_model"] == BASE, v
+    assert str(models_root) not in r.text  # no server path in the answer
+    r = client_a.post("/v1/my-models/import-hf", json={"validation_id": v["validation_id"]})
+    assert r.status_code == 201, r.text
+    model = r.json()["id"]
+    assert image_bytes(client_a, model=model) == image_bytes(
+        client_a, loras=[{"path": adapters["b"]}])
+
+
+def test_hub_adapters_from_the_cache_by_repo_and_by_file(client_a, hf_home, adapters):
+    """A repository in the Hugging Face cache (the Hub is offline here), named as owner/name
+    and as owner/name/file.safetensors."""
+    repo_id, revision = "tessera-tests/ink-lora", "0" * 39 + "2"
+    repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    lora_repo(repo / "snapshots" / revision, adapters["second"])
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    by_url = image_bytes(client_a, loras=[{"path": adapters["b"]}])
+    assert image_bytes(client_a, loras=[{"path": repo_id}]) == by_url
+    assert image_bytes(client_a, loras=[{"path": f"{repo_id}/{WEIGHTS}"}]) == by_url
+    v = client_a.post("/v1/my-models/validate-hf", json={"hf_model_id": repo_id}).json()
+    assert v["kind"] == "lora" and v["supported"], v
+    r = client_a.post("/v1/images/generations", json={
+        "model": BASE, "prompt": "x", "loras": [{"path": f"{repo_id}/weights.bin"}]})
+    assert error_of(r, 400)["code"] == "lora_unsupported_format"
