@@ -28,6 +28,8 @@ logger = logging.getLogger("tessera.family")
 # <component>.<module path>.<lora_A|lora_B>[.<adapter name>].weight
 LORA_KEY = re.compile(r"^(?P<module>.+?)\.(?P<kind>lora_A|lora_B|lora_down|lora_up|lora\.down|"
                       r"lora\.up)(?:\.[^.]+)?\.weight$")
+# DoRA's per-module magnitudes: one vector of the module's output size
+MAGNITUDE_KEY = re.compile(r"^(?P<module>.+?)\.lora_magnitude_vector(?:\.[^.]+)?(?:\.weight)?$")
 SLOTS = MAX_LORAS + 1  # hot-swap slots: every adapter of one call (a LoRA model's own too)
 
 
@@ -60,7 +62,13 @@ def misfits(adapter: dict[str, list[int]], base: dict[str, dict[str, list[int]]]
         if params is None:
             problems.append(f"{key}: the base has no component {component!r}")
         elif found is None:
+            magnitude = MAGNITUDE_KEY.match(rest)
             if key.endswith(".alpha"):
+                continue
+            if magnitude is not None:
+                weight = params.get(magnitude["module"] + ".weight")
+                if weight is None or list(shape) != weight[:1]:
+                    problems.append(f"{key}: no module of the base with that output size")
                 continue
             if params.get(rest) != list(shape):  # a full tensor (a norm) replacing the base's
                 problems.append(f"{key}: no parameter of that name and shape in the base")
@@ -125,13 +133,44 @@ def module_shapes(pipe) -> dict[str, dict[str, list[int]]]:
 def converted(pipe, tensors: dict) -> dict:
     """The adapter in diffusers' naming: the pipeline's own loader converts kohya, xlabs and
     other formats (its `lora_state_dict`), from tensors Tessera already checked."""
+    return converted_by(type(pipe), tensors)
+
+
+def converted_by(pipeline_class, tensors: dict) -> dict:
+    """The same from the pipeline class alone (`lora_state_dict` is a class method), so an
+    adapter can be checked where the base is not loaded."""
+    if isinstance(pipeline_class, str):
+        import diffusers
+
+        pipeline_class = getattr(diffusers, pipeline_class)
     try:
-        out = type(pipe).lora_state_dict(dict(tensors))
+        out = pipeline_class.lora_state_dict(dict(tensors))
     except Exception as exc:  # a layout no converter knows
         raise LoraIncompatibleError(f"the adapter's keys are in no format "
-                                    f"{type(pipe).__name__} loads: {exc}"[:400]) from None
+                                    f"{pipeline_class.__name__} loads: {exc}"[:400]) from None
     # the UNet pipelines answer (state dict, network alphas): alphas are scales, not modules
-    return out[0] if isinstance(out, tuple) else out
+    return peft_named(out[0] if isinstance(out, tuple) else out)
+
+
+def peft_named(state: dict) -> dict:
+    """Older diffusers names (`attn1.processor.to_k_lora.down`, `lora_linear_layer`), which
+    the UNet loaders still produce from kohya files, renamed as peft names them: the modules
+    they adapt are then the base's own module paths."""
+    from diffusers.utils.state_dict_utils import (
+        DIFFUSERS_OLD_TO_PEFT,
+        UNET_TO_DIFFUSERS,
+        convert_state_dict,
+    )
+
+    if not any("_lora." in k or "lora_linear_layer" in k or ".lora.down" in k or
+               ".lora.up" in k for k in state):
+        return state
+    encoders = {k: v for k, v in state.items() if k.startswith("text_encoder")}
+    rest = {k: v for k, v in state.items() if k not in encoders}
+    out = convert_state_dict(rest, UNET_TO_DIFFUSERS) if rest else {}
+    if encoders:
+        out.update(convert_state_dict(encoders, DIFFUSERS_OLD_TO_PEFT))
+    return out
 
 
 class AdapterCache:

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import serve_app.lora_repos as lora_repos
-from deployments.adapters import checkpoint_shapes, family_takes_loras, misfits, prefixed
+from deployments.adapters import (
+    checkpoint_shapes,
+    converted_by,
+    family_takes_loras,
+    misfits,
+    prefixed,
+)
 from deployments.loading import (
     OVERRIDE_SEP,
     TRANSFORMER_FILE,
@@ -324,14 +330,24 @@ def validate_lora(model_id: str, adapter: FoundAdapter, config, validation_id: s
 
 def _check_fit(out: ValidateResponse, data: bytes, source: str, config) -> None:
     """Keys and shapes against the base's modules, from the base checkpoint's weight headers
-    where they are on this machine; otherwise the replica checks at first use."""
+    where they are on this machine (kohya and xlabs names converted first, by the base
+    pipeline's own loader); otherwise the replica checks at first use."""
     root = lora_repos.base_root(source, config.data_dir, config.models_path)
     shapes = checkpoint_shapes(root) if root is not None else {}
-    adapter = lora.header_shapes(data)
-    if not shapes or not prefixed(adapter, set(shapes)):
+    if not shapes:
         out.warnings.append("the adapter's fit to the base is checked when it is first used "
-                            "(the base's weights are not on this machine, or the adapter's "
-                            "keys need diffusers' conversion)")
+                            "(the base's weights are not on this machine)")
+        return
+    adapter = lora.header_shapes(data)
+    try:
+        if not prefixed(adapter, set(shapes)):
+            _, tensors = lora.load(data, param="hf_model_id", max_bytes=len(data),
+                                   max_tensors=config.loras.max_tensors,
+                                   max_rank=config.loras.max_rank)
+            pipeline = out.pipeline_class or next(iter(FAMILIES[out.family].pipelines.values()))
+            adapter = {k: list(v.shape) for k, v in converted_by(pipeline, tensors).items()}
+    except TesseraError as exc:
+        out.errors.append(exc.message)
         return
     problems = misfits(adapter, shapes)
     if problems:

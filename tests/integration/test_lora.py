@@ -330,3 +330,29 @@ def test_hub_adapters_from_the_cache_by_repo_and_by_file(client_a, hf_home, adap
     r = client_a.post("/v1/images/generations", json={
         "model": BASE, "prompt": "x", "loras": [{"path": f"{repo_id}/weights.bin"}]})
     assert error_of(r, 400)["code"] == "lora_unsupported_format"
+
+
+def test_a_kohya_format_adapter_validates_against_its_base_and_runs(client_a, model_dir,
+                                                                   service, files):
+    """kohya names (`lora_unet_…`), the most common SDXL format: converted by the base
+    pipeline's own loader at validation, and in the replica."""
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
+    from safetensors.torch import load_file, save
+
+    peft_named = load_file(service.data_dir / "tiny" / "sdxl-lora" / WEIGHTS)
+    kohya = convert_state_dict_to_kohya({k[len("unet."):]: v for k, v in peft_named.items()})
+    data = save({(k if k.startswith("lora_unet_") else f"lora_unet_{k}"): v.float()
+                 for k, v in kohya.items()})
+    lora_repo(model_dir, data, base="tessera/tiny-sdxl")
+    v = client_a.post("/v1/my-models/validate-hf", json={"hf_model_id": model_dir.name}).json()
+    assert v["kind"] == "lora" and v["supported"] and v["family"] == "sdxl", v
+    assert not any("first used" in w for w in v["warnings"]), v  # checked now, not later
+    v = client_a.post("/v1/my-models/validate-hf", json={
+        "hf_model_id": model_dir.name, "base_model": BASE}).json()
+    assert not v["supported"] and v["errors"], v
+    twin = files.url("/sdxl.safetensors", (service.data_dir / "tiny" / "sdxl-lora" / WEIGHTS)
+                     .read_bytes())
+    kohya_url = files.url("/sdxl-kohya.safetensors", data)
+    sdxl = "tessera/tiny-sdxl"
+    assert image_bytes(client_a, model=sdxl, loras=[{"path": kohya_url}]) == image_bytes(
+        client_a, model=sdxl, loras=[{"path": twin}])

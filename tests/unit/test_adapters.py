@@ -203,3 +203,27 @@ def test_replicas_that_fuse_qkv_or_quantize_refuse_adapters(flux):
         cache = AdapterCache(1 << 30, 1 << 30, refused=refusal(opts))
         with pytest.raises(LoraIncompatibleError, match="cannot run under"):
             cache.prepare(pipe, ref(first), first, "loras[0].path", 256)
+
+
+def test_a_kohya_adapter_fits_and_draws_what_its_diffusers_twin_draws(tmp_path):
+    """The most common SDXL format on the Hub: kohya names (`lora_unet_…`, alphas), converted
+    by the pipeline's own loader, checked against the loaded modules, the same image."""
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
+    from safetensors.torch import load_file, save
+
+    repo = ensure_tiny_lora(tmp_path, "sdxl")
+    peft_named = load_file(repo / WEIGHTS)
+    kohya = convert_state_dict_to_kohya({k[len("unet."):]: v for k, v in peft_named.items()})
+    # alphas as kohya's trainer stores them: float scalars (diffusers' converter makes int64)
+    kohya = {k if k.startswith("lora_unet_") else f"lora_unet_{k}": v.float()
+             for k, v in kohya.items()}
+    assert all(k.startswith("lora_unet_") for k in kohya)
+    pipe = load_pipeline("tessera/tiny-sdxl", str(tmp_path), "cpu", None, batch_invariant=True)
+    cache = AdapterCache(1 << 30, 1 << 30, batch_invariant=True)
+    calls = PipelineCalls(FAMILIES["sdxl"], 4, "cpu", batch_invariant=True, adapters=cache)
+    twin, data = (repo / WEIGHTS).read_bytes(), save(kohya)
+    DATA.update({ref(twin).sha256: twin, ref(data).sha256: data})
+    cache.prepare(pipe, ref(data), data, "loras[0].path", 256)  # fits: no exception
+    from_kohya = run(calls, pipe, job("k", [ref(data)]))[0]["k"]
+    assert from_kohya == run(calls, pipe, job("d", [ref(twin)]))[0]["d"]
+    assert from_kohya != run(calls, pipe, job("base"))[0]["base"]
