@@ -20,6 +20,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from serve_app.core.errors import LoraIncompatibleError, LoraInvalidError
+from serve_app.core.lora import MAX_HEADER_BYTES
 from serve_app.core.types import MAX_LORAS, AdapterRef
 
 logger = logging.getLogger("tessera.family")
@@ -102,17 +103,23 @@ def prefixed(adapter: dict[str, list[int]], components: set[str]) -> bool:
 def checkpoint_shapes(root: Path) -> dict[str, dict[str, list[int]]]:
     """Component -> parameter -> shape of a diffusers checkpoint on disk, read from the
     safetensors headers alone (a FLUX transformer's 24 GB cost a few hundred KB here)."""
-    import json
     import struct
+
+    from serve_app.core.errors import TesseraError
+    from serve_app.core.lora import header_shapes
 
     shapes: dict[str, dict[str, list[int]]] = {}
     for component in sorted(p for p in root.iterdir() if p.is_dir()):
         params: dict[str, list[int]] = {}
         for file in sorted(component.glob("*.safetensors")):
             with open(file, "rb") as f:
-                (length,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(length))
-            params.update({k: v["shape"] for k, v in header.items() if k != "__metadata__"})
+                prefix = f.read(8)
+                length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else 0
+                prefix += f.read(min(length, MAX_HEADER_BYTES))
+            try:  # the same header parser as adapters'; an unreadable file tells nothing
+                params.update(header_shapes(prefix))
+            except TesseraError:
+                continue
         if params:
             shapes[component.name] = params
     return shapes
@@ -130,15 +137,10 @@ def module_shapes(pipe) -> dict[str, dict[str, list[int]]]:
     return shapes
 
 
-def converted(pipe, tensors: dict) -> dict:
-    """The adapter in diffusers' naming: the pipeline's own loader converts kohya, xlabs and
-    other formats (its `lora_state_dict`), from tensors Tessera already checked."""
-    return converted_by(type(pipe), tensors)
-
-
 def converted_by(pipeline_class, tensors: dict) -> dict:
-    """The same from the pipeline class alone (`lora_state_dict` is a class method), so an
-    adapter can be checked where the base is not loaded."""
+    """The adapter in diffusers' naming: the pipeline's own loader converts kohya, xlabs and
+    other formats (`lora_state_dict`, a class method, so no base need be loaded), from tensors
+    Tessera already checked."""
     if isinstance(pipeline_class, str):
         import diffusers
 
@@ -186,13 +188,12 @@ class AdapterCache:
         self.slots = slots
         self.refused = refused  # why this replica takes no adapters at all, if it does not
         self.batch_invariant = batch_invariant
-        # sha256 -> (tensors, bytes, rank)
-        self._tensors: OrderedDict[str, tuple[dict, int, int]] = OrderedDict()
+        # sha256 -> (tensors, bytes)
+        self._tensors: OrderedDict[str, tuple[dict, int]] = OrderedDict()
         # per base pipeline: adapter name -> (sha256, bytes), least recently used first
         self._loaded: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._shapes: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.loads = 0  # adapters loaded onto the device (the benchmark and tests read it)
-        self.reads = 0  # adapters checked from their bytes
 
     def has(self, sha256: str) -> bool:
         """Whether the adapter is checked and held (it becomes the most recently used)."""
@@ -216,16 +217,15 @@ class AdapterCache:
             raise LoraIncompatibleError(
                 f"{param}: rank {info.rank} is over this model's hot-swap rank "
                 f"{self.hotswap_rank} (family setting lora_hotswap_rank)", param=param)
-        problems = misfits({k: list(v.shape) for k, v in converted(pipe, tensors).items()},
+        problems = misfits({k: list(v.shape) for k, v in converted_by(type(pipe), tensors).items()},
                            self.shapes(pipe))
         if problems:
             raise LoraIncompatibleError(f"{param}: the adapter does not fit "
                                         f"{type(pipe).__name__}: " + "; ".join(problems),
                                         param=param)
-        self.reads += 1
         # kept as sent: the loader converts it again, the way it converts any adapter
-        self._tensors[ref.sha256] = (tensors, info.size, info.rank)
-        while sum(s for _, s, _ in self._tensors.values()) > self.cpu_bytes and len(
+        self._tensors[ref.sha256] = (tensors, info.size)
+        while sum(s for _, s in self._tensors.values()) > self.cpu_bytes and len(
                 self._tensors) > 1:
             self._tensors.popitem(last=False)
 
@@ -254,7 +254,7 @@ class AdapterCache:
             if held == sha:
                 loaded.move_to_end(name)
                 return name
-        state, size, _ = self._tensors[sha]
+        state, size = self._tensors[sha]
         if self.hotswap_rank is not None:
             return self._swap_in(pipe, loaded, sha, state, size, wanted)
         while loaded and sum(s for _, s in loaded.values()) + size > self.device_bytes:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployments.adapters import checkpoint_shapes
 from deployments.loading import OVERRIDE_SEP, tiny_checkpoint_path
 from deployments.registry import FAMILIES, TINY_PREFIX
 from deployments.tiny_lora import WEIGHTS, ensure_tiny_lora, tiny_lora_family
@@ -42,10 +43,6 @@ class FoundAdapter:
         if isinstance(base, list):
             base = base[0] if base else None
         return str(base) if base else None
-
-
-def is_hub_adapter(path: str) -> bool:
-    return bool(HUB_ADAPTER_RE.match(path)) and ".." not in path
 
 
 def pick_file(files: list[str], name: str, param: str) -> str:
@@ -124,9 +121,8 @@ def _cached_choice(repo: str, param: str) -> str | None:
     """The adapter file of a repository in the cache, by the cached snapshot's files."""
     from huggingface_hub import try_to_load_from_cache
 
-    for name in (WEIGHTS,):
-        if isinstance(try_to_load_from_cache(repo, name), str):
-            return name
+    if isinstance(try_to_load_from_cache(repo, WEIGHTS), str):
+        return WEIGHTS
     readme = try_to_load_from_cache(repo, "README.md")
     if isinstance(readme, str):
         return pick_file([p.name for p in Path(readme).parent.iterdir()], repo, param)
@@ -190,6 +186,13 @@ def base_root(source: str, data_dir: str, models_dir: Path) -> Path | None:
     except Exception:
         return None
     return Path(cached).parent if isinstance(cached, str) else None
+
+
+def base_shapes(source: str, data_dir: str, models_dir: Path) -> dict:
+    """Component -> parameter -> shape of the base a model source loads, from its weight
+    headers; {} when its weights are not on this machine."""
+    root = base_root(source, data_dir, models_dir)
+    return checkpoint_shapes(root) if root is not None else {}
 
 
 def _refuse_pickle_name(name: str, param: str) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import serve_app.lora_repos as lora_repos
 from deployments.adapters import (
-    checkpoint_shapes,
     converted_by,
     family_takes_loras,
     misfits,
@@ -89,7 +88,7 @@ def locate(model_id: str, config) -> Located:
     return found
 
 
-PICKLE_SUFFIXES = (".bin", ".bin.index.json", ".pt", ".ckpt")
+PICKLE_SUFFIXES = (*lora_repos.PICKLES, ".bin.index.json")
 
 
 def _missing_weights(root: Path, model_index: dict) -> tuple[list[str], list[str]]:
@@ -266,7 +265,8 @@ def _hub_lora(repo: str, config) -> FoundAdapter | None:
         return None
     if "model_index.json" in files or not any(f.endswith(".safetensors") for f in files):
         return None
-    return lora_repos.find(repo, config.data_dir, config.models_path, "hf_model_id")
+    return lora_repos.find_hub(repo, lora_repos.pick_file(sorted(files), repo, "hf_model_id"),
+                               "hf_model_id")
 
 
 def validate_lora(model_id: str, adapter: FoundAdapter, config, validation_id: str,
@@ -332,8 +332,7 @@ def _check_fit(out: ValidateResponse, data: bytes, source: str, config) -> None:
     """Keys and shapes against the base's modules, from the base checkpoint's weight headers
     where they are on this machine (kohya and xlabs names converted first, by the base
     pipeline's own loader); otherwise the replica checks at first use."""
-    root = lora_repos.base_root(source, config.data_dir, config.models_path)
-    shapes = checkpoint_shapes(root) if root is not None else {}
+    shapes = lora_repos.base_shapes(source, config.data_dir, config.models_path)
     if not shapes:
         out.warnings.append("the adapter's fit to the base is checked when it is first used "
                             "(the base's weights are not on this machine)")

@@ -15,7 +15,7 @@ import asyncio
 import time
 
 import serve_app.lora_repos as lora_repos
-from deployments.adapters import checkpoint_shapes, family_takes_loras, misfits, prefixed
+from deployments.adapters import family_takes_loras, misfits, prefixed
 from serve_app.api.resolve import ModelResolver
 from serve_app.core import lora, netguard
 from serve_app.core.config import TesseraConfig
@@ -53,8 +53,7 @@ class AdapterStager:
                     loras: list[LoraWeight]) -> list[AdapterRef]:
         if not loras:
             return []
-        if not model.supports_loras and not await asyncio.to_thread(
-                family_takes_loras, model.family):
+        if not await asyncio.to_thread(family_takes_loras, model.family):
             raise LoraIncompatibleError(f"{model.id} takes no LoRA adapters (its "
                                         f"{model.family} pipeline does not load them)",
                                         param="loras")
@@ -83,7 +82,8 @@ class AdapterStager:
         """(sha256, size, header shapes) of the adapter, its bytes in the store."""
         memo = (tenant, path) if path.startswith("tm_") else path
         known = self._known.get(memo)
-        if known is not None and (path.startswith("tm_") or not path.startswith("http") or (
+        by_url = path.startswith(("http://", "https://"))
+        if known is not None and (not by_url or (
                 time.monotonic() - known[3] < self.config.loras.remember_s)):
             sha, size, shapes, _ = known
             try:
@@ -133,9 +133,8 @@ class AdapterStager:
         diffusers' naming; otherwise the replica checks it against the loaded modules."""
         base = self._bases.get(source)
         if base is None:
-            root = await asyncio.to_thread(lora_repos.base_root, source, self.config.data_dir,
-                                           self.config.models_path)
-            base = await asyncio.to_thread(checkpoint_shapes, root) if root else {}
+            base = await asyncio.to_thread(lora_repos.base_shapes, source,
+                                           self.config.data_dir, self.config.models_path)
             if base:  # a base not cached yet may be later
                 self._bases[source] = base
         if not base or not prefixed(shapes, set(base)):
