@@ -8,6 +8,7 @@ WORKDIR /opt/tessera
 COPY --chown=ray:users pyproject.toml README.md ./
 COPY --chown=ray:users serve_app ./serve_app
 COPY --chown=ray:users deployments ./deployments
+COPY --chown=ray:users cluster ./cluster
 COPY --chown=ray:users loadtests ./loadtests
 # the CUDA build of the pinned torch and torchvision (the Qwen2-VL processors need it)
 RUN pip install --no-cache-dir ".[gpu]"

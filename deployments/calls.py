@@ -15,11 +15,12 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from deployments.adapters import AdapterCache
+from deployments.adapters.cache import AdapterCache
 from deployments.invariance import invariant_execution
 from deployments.loading import PipelineCache, source_parameters
 from deployments.optimize import set_vae_tiling, timed
 from serve_app.core.config import OptimizationSettings
+from serve_app.core.models import ModelSource
 from serve_app.core.types import FamilySpec, GenerateParams, GenerateRequest
 
 
@@ -150,14 +151,14 @@ class PipelineCalls:
             return pil_images(pipe(**kwargs).images)
 
 
-    def warm_up(self, base, source: str, steps: int = 2) -> float:
+    def warm_up(self, base, source: ModelSource, steps: int = 2) -> float:
         """One short text-to-image call at the model's default size, so compilation and kernel
         autotuning happen now rather than in a user's first request; its seconds."""
         p = source_parameters(self.spec, source)
         params = GenerateParams(prompt="warm-up", width=p.width, height=p.height,
                                 num_inference_steps=min(steps, p.num_inference_steps),
                                 guidance_scale=p.guidance_scale, seeds=[0])
-        job = Job(GenerateRequest(task_id="warm-up", tenant="-", model=source, created_at=0.0,
+        job = Job(GenerateRequest(task_id="warm-up", tenant="-", model=str(source), created_at=0.0,
                                   params=params))
         _, seconds = timed(self.run, base, [job])
         return seconds

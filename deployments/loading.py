@@ -1,10 +1,10 @@
 """Loading a model in a family server: the device, the source, the pipeline.
 
-A model source is a built-in tiny id (`tessera/tiny-<family>`, written on first use with
-`save_pretrained`), a local diffusers directory, or a Hugging Face repo id, optionally followed
-by `|transformer=<repo id or directory>` for fine-tunes shipped as transformer weights alone.
+A model source (`core.models.ModelSource`) is a built-in tiny id (`tessera/tiny-<family>`,
+written on first use with `save_pretrained`), a local diffusers directory, or a Hugging Face
+repo id, with the transformer weights of a fine-tune to load over it where it has one.
 Everything here is blocking: the server runs it in a thread. torch and diffusers are imported
-inside functions, so the ingress can import the registry without them.
+inside functions.
 """
 
 from __future__ import annotations
@@ -17,17 +17,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deployments.adapters import enable_hotswap
+from deployments import tiny
+from deployments.adapters.cache import enable_hotswap
 from deployments.invariance import make_batch_invariant
 from deployments.optimize import optimize_pipeline
-from deployments.registry import FAMILIES, TINY_PREFIX
+from deployments.registry import FAMILIES
 from serve_app.core.config import OptimizationSettings
+from serve_app.core.models import ModelSource
 from serve_app.core.types import FamilySpec, ParameterSpec
 
 logger = logging.getLogger("tessera.family")
 
+# a fine-tune's transformer weights, the file its repository or directory holds
 TRANSFORMER_FILE = "diffusion_pytorch_model.safetensors"
-OVERRIDE_SEP = "|transformer="
 
 
 def quiet_libraries() -> None:
@@ -49,10 +51,6 @@ def pick_device(preference: str) -> tuple[str, Any]:
     return "cpu", torch.float32
 
 
-def tiny_checkpoint_path(data_dir: str | Path, family: str) -> Path:
-    return Path(data_dir) / "tiny" / family
-
-
 def explain_build_error(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
     try:
@@ -71,7 +69,7 @@ def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
     Built in a temporary directory and renamed into place, so a replica that races another
     (or is killed half-way) never leaves a half-written checkpoint behind.
     """
-    path = tiny_checkpoint_path(data_dir, spec.name)
+    path = tiny.checkpoint_path(data_dir, spec.name)
     if (path / "model_index.json").exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,26 +87,26 @@ def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
     return path
 
 
-def resolve_source(source: str, data_dir: str | Path) -> tuple[str, str | None]:
+def resolve_source(source: ModelSource, data_dir: str | Path) -> tuple[str, str | None]:
     """(what `from_pretrained` receives, a transformer weights file to load over it or None)."""
-    source, _, transformer = source.partition(OVERRIDE_SEP)
-    if source.startswith(TINY_PREFIX):
-        source = str(ensure_tiny_checkpoint(data_dir, FAMILIES[source[len(TINY_PREFIX):]]))
-    if not transformer:
-        return source, None
+    family = source.tiny_family
+    base = str(ensure_tiny_checkpoint(data_dir, FAMILIES[family])) if family else source.base
+    transformer = source.transformer
+    if transformer is None:
+        return base, None
     if Path(transformer).is_dir():
-        return source, str(Path(transformer) / TRANSFORMER_FILE)
+        return base, str(Path(transformer) / TRANSFORMER_FILE)
     from huggingface_hub import hf_hub_download
 
-    return source, hf_hub_download(transformer, TRANSFORMER_FILE)
+    return base, hf_hub_download(transformer, TRANSFORMER_FILE)
 
 
-def source_parameters(spec: FamilySpec, source: str) -> ParameterSpec:
+def source_parameters(spec: FamilySpec, source: ModelSource) -> ParameterSpec:
     """A model's defaults and bounds: a tiny checkpoint's are small."""
-    return spec.tiny_parameters if source.startswith(TINY_PREFIX) else spec.parameters
+    return spec.tiny_parameters if source.tiny_family else spec.parameters
 
 
-def load_pipeline(source: str, data_dir: str, device: str, dtype, batch_invariant: bool,
+def load_pipeline(source: ModelSource, data_dir: str, device: str, dtype, batch_invariant: bool,
                   opts: OptimizationSettings | None = None, allow_pickle: bool = False,
                   hotswap_rank: int | None = None):
     """The model's own pipeline class (from model_index.json), on the device, optimized per

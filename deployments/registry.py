@@ -22,9 +22,6 @@ from deployments.families import (
 from serve_app.core.config import TesseraConfig, default_family_settings
 from serve_app.core.types import FamilySpec
 
-# the built-in tiny random-weight checkpoint of each family is `tessera/tiny-<family>`
-TINY_PREFIX = "tessera/tiny-"
-
 FAMILIES: dict[str, FamilySpec] = {m.SPEC.name: m.SPEC for m in (
     flux, flux_fill, flux_kontext, sd3, sdxl, pixart, qwen_image, qwen_image_edit, z_image,
     hunyuan_image, flux2, longcat)}
@@ -41,6 +38,12 @@ def _by_pipeline_class() -> dict[str, str]:
 
 
 _BY_PIPELINE_CLASS = _by_pipeline_class()
+
+
+def takes_loras(family: str) -> bool:
+    """Whether requests for the family's models may name LoRA adapters."""
+    spec = FAMILIES.get(family)
+    return spec is not None and spec.takes_loras
 
 
 def family_for_pipeline(class_name: str) -> FamilySpec | None:

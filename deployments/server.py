@@ -21,7 +21,7 @@ from typing import Any, AsyncIterator
 from opentelemetry import trace
 from ray import serve
 
-from deployments.adapters import AdapterCache, refusal
+from deployments.adapters.cache import AdapterCache, refusal
 from deployments.batching import Batcher, run_groups
 from deployments.calls import Job, PipelineCalls
 from deployments.loading import load_pipeline, pick_device, quiet_libraries
@@ -31,6 +31,7 @@ from deployments.registry import FAMILIES
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import TaskCanceled
 from serve_app.core.metrics import m
+from serve_app.core.models import ModelSource
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import (
     extract,
@@ -81,8 +82,8 @@ class FamilyServer:
         self._batcher = Batcher(self._run_batch, settings.max_batch_size,
                                 settings.batch_wait_timeout_s)
 
-        async def _load(model_source: str):
-            return await self.load_model(model_source)
+        async def _load(key: str):
+            return await self.load_model(key)
 
         # The class-level decorator below makes Serve see multiplexing at build time; this
         # instance-level one carries the configured cache size.
@@ -91,18 +92,19 @@ class FamilyServer:
         # Serve marks the replica healthy once __init__ returns: the first user of a preloaded
         # model pays neither its load nor its compilation.
         for source in settings.preload_models:
-            self._preloaded[source] = self._load_sync(source)
+            self._preloaded[source.key] = self._load_sync(source)
 
     @serve.multiplexed(max_num_models_per_replica=1)
-    async def get_model(self, model_source: str):  # replaced per instance in __init__
-        return await self.load_model(model_source)
+    async def get_model(self, key: str):  # replaced per instance in __init__
+        return await self.load_model(key)
 
-    async def load_model(self, model_source: str):
-        if model_source in self._preloaded:
-            return self._preloaded.pop(model_source)
-        return await asyncio.to_thread(self._load_sync, model_source)
+    async def load_model(self, key: str):
+        """The model whose multiplexed id is `key` (a `ModelSource.key`)."""
+        if key in self._preloaded:
+            return self._preloaded.pop(key)
+        return await asyncio.to_thread(self._load_sync, ModelSource.from_key(key))
 
-    def _load_sync(self, source: str):
+    def _load_sync(self, source: ModelSource):
         t0 = time.perf_counter()
         pipe = load_pipeline(source, self.config.data_dir, self.device, self.dtype,
                              self.calls.batch_invariant, self.calls.opts,
@@ -156,16 +158,16 @@ class FamilyServer:
         finally:
             span.end()
 
-    async def _run_batch(self, source: str, jobs: list[Job]) -> list:
-        """One batch, all for the model `source`: load it, then one pipeline call per group of
-        compatible tasks. Returns each task's (images, timings), or the exception of the step
-        that broke it: a failure fails only the tasks it touched (a shared call that fails is
-        tried again a task at a time)."""
+    async def _run_batch(self, key: str, jobs: list[Job]) -> list:
+        """One batch, all for the model whose multiplexed id is `key`: load it, then one
+        pipeline call per group of compatible tasks. Returns each task's (images, timings), or
+        the exception of the step that broke it: a failure fails only the tasks it touched (a
+        shared call that fails is tried again a task at a time)."""
         outcomes: dict[int, Any] = {}
         t0 = time.perf_counter()
-        with spans("model.load", [j.context for j in jobs], {"tessera.source": source}):
+        with spans("model.load", [j.context for j in jobs], {"tessera.source": key}):
             try:
-                base = await self.get_model(source)
+                base = await self.get_model(key)
             except Exception as exc:
                 return [exc] * len(jobs)
             for job in jobs:  # a bad input or adapter fails its own task only

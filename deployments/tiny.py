@@ -8,8 +8,14 @@ torch first: the same code writes the same weights on every machine.
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 _CHARS = [c for c in string.printable if not c.isspace()]
+
+
+def checkpoint_path(data_dir: str | Path, family: str) -> Path:
+    """Where the family's tiny checkpoint is written (its tiny LoRA repository beside it)."""
+    return Path(data_dir) / "tiny" / family
 
 
 def clip_tokenizer(max_length: int = 77):

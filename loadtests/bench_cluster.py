@@ -3,7 +3,7 @@
     python -m loadtests.bench_cluster --output /tmp/tessera-bench/cluster [--nodes 1 2 4] \
         [--tasks-per-node 12] [--size 512x512] [--steps 30]
 
-For each node count, a fresh local cluster (`serve_app.local_cluster`: a head without GPUs and N
+For each node count, a fresh local cluster (`cluster.local`: a head without GPUs and N
 workers with one fake GPU each) serves the tiny FLUX with one GPU per replica, autoscaling from 1
 to N replicas (`gpu_family_args`: target 1 ongoing request, 1 s up / 3 s down delays, 2 s
 look-back). Once the first replica is warm, a burst of `tasks-per-node x N` tasks is submitted at
@@ -40,7 +40,7 @@ REPLICA_CLASS = "ServeReplica:tessera:family-flux"
 
 
 def replicas() -> list[str]:
-    from serve_app.local_cluster import actor_nodes
+    from cluster.local import actor_nodes
 
     return actor_nodes(REPLICA_CLASS)
 
@@ -58,7 +58,7 @@ def spans_by_task(path: Path, task_ids: set[str]) -> dict[str, dict]:
 def one(nodes: int, tasks_per_node: int, size: str, steps: int) -> dict:
     os.environ["TESSERA_API_KEYS"] = f"{KEY}=bench"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from serve_app.local_cluster import LocalCluster, gpu_family_args
+    from cluster.local import LocalCluster, gpu_family_args
 
     traces = Path(tempfile.mkdtemp(prefix="tessera-bench-cluster-")) / "traces.jsonl"
     t_start = time.perf_counter()

@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     p.add_argument("--gap-ms", type=float, default=50.0)
     args = p.parse_args(argv)
     gaps = [0.0, args.gap_ms / 1000]
-    from serve_app.local_cluster import HAPROXY_ENV
+    from cluster.local import HAPROXY_ENV
 
     os.environ.update(HAPROXY_ENV)  # read by every Ray process at start
     url, _, stop = start_local_server()

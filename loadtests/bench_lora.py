@@ -8,7 +8,7 @@ two warm adapters, and a cold adapter from disk and from a URL, in one run.
 A FLUX.1 pipeline with random weights whose transformer has FLUX's own head size (128) and
 `--heads` heads (24 is FLUX.1's 3072-wide model) over `--layers` double and single blocks, with
 the tiny text encoders and VAE (the denoiser is what adapters touch). Adapters are made with
-peft (`deployments.tiny_lora`, rank `--rank`, on the attention projections) and run through
+peft (`deployments.adapters.tiny`, rank `--rank`, on the attention projections) and run through
 the family server's own code: `PipelineCalls.run` and the replica's `AdapterCache`.
 
 - base: the plain pipeline, before any adapter was loaded;
@@ -88,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from diffusers.utils import logging as diffusers_logging
 
-    from deployments.adapters import AdapterCache
+    from deployments.adapters.cache import AdapterCache
+    from deployments.adapters.sources import WEIGHTS
+    from deployments.adapters.tiny import build_tiny_lora
     from deployments.calls import Job, PipelineCalls
     from deployments.loading import quiet_libraries
     from deployments.registry import FAMILIES
-    from deployments.tiny_lora import WEIGHTS, build_tiny_lora
+    from serve_app.core import netguard
     from serve_app.core.types import AdapterRef, GenerateParams, GenerateRequest
-    from serve_app.inputs import fetch_url
 
     quiet_libraries()
     diffusers_logging.set_verbosity_error()  # "no LoRA keys for the text encoder", per load
@@ -149,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             def cold(source=source, cache=cache, calls=calls):
                 t0 = time.perf_counter()
                 data = (files[0].read_bytes() if source == "cold (disk)" else asyncio.run(
-                    fetch_url(url, param="loras[0].path", max_bytes=1 << 31, timeout_s=60,
-                              allow_private=True, what="the adapter")))
+                    netguard.fetch(url, param="loras[0].path", max_bytes=1 << 31,
+                                   timeout_s=60, allow_private=True, what="the adapter")))
                 cache.prepare(pipe, refs[0], data, "loras[0].path", 1024)
                 cache.activate(pipe, [refs[0]])
                 adapter_ms[source].append((time.perf_counter() - t0) * 1000)

@@ -141,7 +141,7 @@ def main(argv=None) -> int:
         key = os.environ["TESSERA_API_KEY"].split(",")[0]
     else:
         if args.haproxy:  # read by every Ray process at start: set before Ray starts
-            from serve_app.local_cluster import HAPROXY_ENV
+            from cluster.local import HAPROXY_ENV
 
             os.environ.update(HAPROXY_ENV)
         url, keys, stop = start_local_server()

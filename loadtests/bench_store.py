@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     from loadtests.local_postgres import Postgres, available
 
     if available():
-        from serve_app.local_cluster import free_port
+        from cluster.local import free_port
 
         pg = Postgres(free_port()).init().start()
         try:

@@ -76,8 +76,8 @@ def start_local_apps(apps: dict[str, dict], port: int = 0):
     import ray
     from ray import serve
 
+    from cluster.local import free_port
     from serve_app.builder import build_app
-    from serve_app.local_cluster import free_port
 
     port = port or free_port()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)

@@ -16,7 +16,7 @@ from deployments.loading import ensure_tiny_checkpoint, explain_build_error, qui
 from deployments.registry import FAMILIES, resolve_families
 from deployments.server import FamilyServer
 from serve_app.api.app import Ingress
-from serve_app.auth import dev_key
+from serve_app.api.auth import dev_key
 from serve_app.core.config import TesseraConfig, load_config
 from serve_app.core.storage import make_store
 

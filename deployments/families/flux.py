@@ -40,6 +40,7 @@ SPEC = FamilySpec(
     warm_by_default=True,
     latent_rgb=LATENT_RGB,
     latent_rgb_bias=LATENT_RGB_BIAS,  # the default config keeps one FLUX replica up
+    takes_loras=True,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
 )

@@ -64,6 +64,7 @@ SPEC = FamilySpec(
     multi_image=True,
     parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 512},
+    takes_loras=True,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
 )

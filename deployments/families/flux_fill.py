@@ -28,6 +28,7 @@ SPEC = FamilySpec(
     pipelines={"inpaint": "FluxFillPipeline"},
     parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 256},
+    takes_loras=True,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
     latent_rgb=flux.LATENT_RGB,

@@ -27,6 +27,7 @@ SPEC = FamilySpec(
     # Kontext rescales every output to max_area (1 MP by default): the API's size must win.
     call_kwargs={"max_sequence_length": 256, "_auto_resize": False,
                  "max_area": lambda params: params.width * params.height},
+    takes_loras=True,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
     latent_rgb=flux.LATENT_RGB,

@@ -29,6 +29,7 @@ SPEC = FamilySpec(
     parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 512},
     batch_by_prompt=True,  # its Qwen2.5-VL prompts are padded to the longest in a batch
+    takes_loras=True,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
     needs_modules=("torchvision",),  # transformers builds Qwen2VLProcessor only with it

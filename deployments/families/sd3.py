@@ -55,6 +55,7 @@ SPEC = FamilySpec(
                "inpaint": "StableDiffusion3InpaintPipeline"},
     parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 256},
+    takes_loras=True,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
     latent_rgb=LATENT_RGB,

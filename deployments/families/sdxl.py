@@ -48,6 +48,7 @@ SPEC = FamilySpec(
                "image-to-image": "StableDiffusionXLImg2ImgPipeline",
                "inpaint": "StableDiffusionXLInpaintPipeline"},
     parameters=PARAMETERS,
+    takes_loras=True,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
     latent_rgb=LATENT_RGB,

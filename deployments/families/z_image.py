@@ -46,6 +46,7 @@ SPEC = FamilySpec(
     # Turbo is distilled: 8 steps, no classifier-free guidance
     parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 512},
+    takes_loras=True,
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
     latent_rgb=flux.LATENT_RGB,

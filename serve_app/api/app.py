@@ -15,6 +15,7 @@ from opentelemetry.trace import SpanKind
 from ray import serve
 
 from serve_app.api import files, images, models, tasks, uploads, webhooks
+from serve_app.api.auth import ApiKeys
 from serve_app.api.clients import ModelClient, TaskClient
 from serve_app.api.deps import gateway
 from serve_app.api.dialects import deepinfra, hyperstack, imagepipeline, openai
@@ -23,13 +24,12 @@ from serve_app.api.errors import install_error_handlers
 from serve_app.api.gateway import Gateway
 from serve_app.api.holds import TenantHolds
 from serve_app.api.limits import BodyLimits
-from serve_app.auth import ApiKeys
 from serve_app.core import telemetry
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import ServiceUnavailableError
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import extract, setup_logging, setup_tracing, tracer
-from serve_app.models import model_registry
+from serve_app.registry.actor import model_registry
 from serve_app.tasks.actor import task_manager
 
 PLAYGROUND = Path(__file__).resolve().parents[1] / "playground"

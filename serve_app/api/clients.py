@@ -10,12 +10,12 @@ import asyncio
 from typing import Any
 
 from serve_app.core.errors import ServiceUnavailableError, TesseraError, unwrap_remote_error
+from serve_app.core.models import ModelRecord, Validation
 from serve_app.core.tasks import Task
-from serve_app.models import ModelRecord
-from serve_app.protocol import ModelInfo, ValidateResponse
 
 # Ray retries a call that meets a restarting actor; past this, the client gets a 503 and retries
 ACTOR_WAIT_S = 20.0
+VALIDATE_WAIT_S = 300.0
 
 
 async def call(ref, timeout_s: float = ACTOR_WAIT_S) -> Any:
@@ -78,7 +78,8 @@ class TaskClient:
 
 
 class ModelClient:
-    """The model registry actor (`models.py`): validations, imported models, uploads."""
+    """The model registry actor (`registry/actor.py`): validations, imported models, uploads,
+    and the model side's work an ingress does not do itself."""
 
     def __init__(self, actor):
         self._actor = actor
@@ -86,17 +87,20 @@ class ModelClient:
     async def get(self, tenant: str, model_id: str) -> ModelRecord:
         return await call(self._actor.get.remote(tenant, model_id))
 
-    async def list(self, tenant: str) -> list[ModelInfo]:
+    async def list(self, tenant: str) -> list[ModelRecord]:
         return await call(self._actor.list.remote(tenant))
 
-    async def admit_validation(self, tenant: str) -> None:
-        await call(self._actor.admit_validation.remote(tenant))
+    async def validate(self, tenant: str, hf_model_id: str, validation_id: str,
+                       base_model: str | None) -> Validation:
+        # validating may build a tiny checkpoint or fetch a model card: longer than a lookup
+        return await call(self._actor.validate.remote(tenant, hf_model_id, validation_id,
+                                                      base_model), timeout_s=VALIDATE_WAIT_S)
 
-    async def add_validation(self, tenant: str, result: ValidateResponse) -> None:
-        await call(self._actor.add_validation.remote(tenant, result))
+    async def tiny_adapter(self, family: str) -> None:
+        await call(self._actor.tiny_adapter.remote(family), timeout_s=VALIDATE_WAIT_S)
 
     async def import_model(self, tenant: str, validation_id: str, accepted_license: bool,
-                           execution_mode: str, name: str | None) -> ModelInfo:
+                           execution_mode: str, name: str | None) -> ModelRecord:
         return await call(self._actor.import_model.remote(
             tenant, validation_id, accepted_license, execution_mode, name))
 

@@ -17,7 +17,7 @@ from serve_app.api.gateway import Gateway
 from serve_app.api.reads import MAX_WAIT_S
 from serve_app.api.submit import RequestOptions
 from serve_app.core.errors import InvalidRequestError
-from serve_app.rules import parse_duration
+from serve_app.core.rules import parse_duration
 
 
 def _ingress():

@@ -1,19 +1,80 @@
 """The input images of edits: loaded from a URL, an upload or base64, checked, and stored for
-the family server (inputs travel as store keys, never inside actor messages)."""
+the family server (inputs travel as store keys, never inside actor messages).
+
+Every path ends in `decode_image`, which checks the format by its magic bytes and the pixel count
+before decoding (a decompression bomb is refused from its header). URL fetches go through
+`core.netguard.fetch`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import io
 
 from deployments.outputs import encode_image
 from serve_app.api.clients import ModelClient
 from serve_app.core import netguard
 from serve_app.core.config import TesseraConfig
-from serve_app.core.errors import NotFoundError, PayloadTooLargeError, UnknownUploadError
+from serve_app.core.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    TesseraError,
+    UnknownUploadError,
+)
 from serve_app.core.keys import input_key
 from serve_app.core.storage import OutputStore
-from serve_app.inputs import decode_base64, decode_image, fetch_url
-from serve_app.rules import image_source
+from serve_app.wire.schema import image_source
+
+MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+
+
+def sniff_format(data: bytes) -> str | None:
+    for magic, fmt in MAGIC.items():
+        if data.startswith(magic):
+            return fmt
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def decode_image(data: bytes, *, param: str, max_bytes: int, max_pixels: int, mode: str = "RGB"):
+    from PIL import Image
+
+    if len(data) > max_bytes:
+        raise PayloadTooLargeError(f"{param} is {len(data)} bytes; the limit is {max_bytes}",
+                                   param=param)
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise InvalidRequestError(f"{param} is not a PNG, JPEG or WebP image", param=param)
+    try:
+        # Image.open reads only the header: the size is known before any pixel is decoded.
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        w, h = image.size
+        if w * h > max_pixels:
+            raise PayloadTooLargeError(
+                f"{param} is {w}x{h} = {w * h} pixels; the limit is {max_pixels}", param=param)
+        image.load()
+    except TesseraError:
+        raise
+    except Exception as exc:  # truncated or corrupt files: the client's input, a 400
+        raise InvalidRequestError(f"{param} could not be decoded: {exc}", param=param) from None
+    return image.convert(mode)
+
+
+def decode_base64(text: str, *, param: str, max_bytes: int) -> bytes:
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if ";base64" not in header:
+            raise InvalidRequestError(f"{param}: only base64 data URIs are accepted", param=param)
+    if len(text) * 3 // 4 > max_bytes + 3:
+        raise PayloadTooLargeError(f"{param} is over the {max_bytes}-byte limit", param=param)
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(f"{param} is not valid base64", param=param) from None
 
 
 class InputLoader:
@@ -32,7 +93,7 @@ class InputLoader:
             # one of our own output links (an image just generated): read from the store
             data = await self.store.get_async(own)
         elif kind == "url":
-            data = await fetch_url(value, param=param, max_bytes=limits.max_image_bytes,
+            data = await netguard.fetch(value, param=param, max_bytes=limits.max_image_bytes,
                                    timeout_s=limits.url_timeout_s,
                                    allow_private=limits.allow_private_urls)
         elif kind == "upload":

@@ -9,7 +9,8 @@ dependencies (`deps.py`) turn requests into typed options and results into respo
 
 from __future__ import annotations
 
-from serve_app.api.adapters import AdapterStager
+from deployments.adapters.sources import AdapterResolver
+from deployments.adapters.stage import AdapterStager
 from serve_app.api.clients import ModelClient, TaskClient
 from serve_app.api.edit_inputs import InputLoader
 from serve_app.api.holds import TenantHolds
@@ -33,7 +34,11 @@ class Gateway:
         self.resolver = ModelResolver(config, models)
         self.inputs = InputLoader(config, store, models)
         self.reads = TaskReader(config, store, tasks, holds)
-        self.adapters = AdapterStager(config, store, self.resolver)
+        loras = config.loras
+        self.adapters = AdapterStager(config, store, AdapterResolver(
+            config.data_dir, config.models_path, loras.max_bytes, loras.url_timeout_s,
+            config.inputs.allow_private_urls, lookup=self.resolver.imported,
+            tiny_ready=models.tiny_adapter))
         self.submitter = Submitter(config, self.resolver, self.inputs, self.adapters, tasks,
                                    holds)
 

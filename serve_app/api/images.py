@@ -8,7 +8,7 @@ from serve_app.api.deps import authenticate, gateway, request_options
 from serve_app.api.gateway import Gateway
 from serve_app.api.submit import RequestOptions, Submitted
 from serve_app.core.tasks import TERMINAL
-from serve_app.protocol import EditRequest, GenerationRequest, TaskCreated, TaskView
+from serve_app.wire.schema import EditRequest, GenerationRequest, TaskCreated, TaskView
 
 router = APIRouter()
 

@@ -12,8 +12,8 @@ from serve_app.core.errors import GatewayTimeoutError, TaskFailedError
 from serve_app.core.keys import output_key
 from serve_app.core.storage import OutputStore
 from serve_app.core.tasks import TERMINAL, Task
-from serve_app.protocol import TaskView
-from serve_app.views import render_task
+from serve_app.wire.schema import TaskView
+from serve_app.wire.views import render_task
 
 # the longest a client may ask to wait for a task's end (`Prefer: wait=N`, `?wait=N`)
 MAX_WAIT_S = 60

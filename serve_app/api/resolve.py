@@ -5,26 +5,23 @@ from __future__ import annotations
 import asyncio
 import time
 
-from deployments.adapters import family_takes_loras
-from deployments.registry import FAMILIES
 from serve_app.api.clients import ModelClient
-from serve_app.catalog import (
-    CATALOG,
-    find_entry,
-    license_accepted,
-    model_terms,
-    unavailable_reason,
-)
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import (
     LicenseAcceptanceRequiredError,
     UnknownModelError,
     UnsupportedModelError,
 )
-from serve_app.models import ModelRecord
-from serve_app.protocol import ModelInfo
+from serve_app.core.models import ModelRecord, is_tenant_model
+from serve_app.registry.catalog import (
+    CATALOG,
+    catalog_record,
+    find_entry,
+    license_accepted,
+    unavailable_reason,
+)
 
-# imported models this ingress replica keeps (they never change once imported; see models.py)
+# imported models this ingress replica keeps (they never change once imported)
 MAX_CACHED_MODELS = 4096
 CATALOG_TTL_S = 10.0  # how long the catalog's availability is reused
 
@@ -36,16 +33,17 @@ class ModelResolver:
         # (tenant, tm_* id) -> its record: every submission looks its model up, and an
         # imported model never changes, so only the first use of one pays the registry's hop
         self._imported: dict[tuple[str, str], ModelRecord] = {}
-        self._catalog: tuple[float, dict[str, ModelInfo]] = (-CATALOG_TTL_S, {})
+        # catalog id -> (its record, why it cannot run here now or None)
+        self._catalog: tuple[float, dict[str, tuple[ModelRecord, str | None]]] = (
+            -CATALOG_TTL_S, {})
 
-    async def resolve(self, tenant: str, model_id: str) -> tuple[ModelInfo, str]:
-        """The model a request names and the source its family server loads: a tenant's
-        imported `tm_*` model, or a catalog model by Hugging Face id or short name."""
-        entry = None if model_id.startswith("tm_") else find_entry(model_id)
+    async def resolve(self, tenant: str, model_id: str) -> ModelRecord:
+        """The model a request names: a tenant's imported `tm_*` model, or a catalog model by
+        Hugging Face id or short name, callable now."""
+        entry = None if is_tenant_model(model_id) else find_entry(model_id)
         if entry is None:
-            record = await self.imported(tenant, model_id)
-            return record.info, record.source
-        info = (await self.catalog())[entry.id]
+            return await self.imported(tenant, model_id)
+        record, reason = (await self.catalog())[entry.id]
         if not license_accepted(entry, entry.license, self.config):
             raise LicenseAcceptanceRequiredError(
                 f"{entry.id} is under the licence {entry.license or 'unknown'!r}, which must be "
@@ -53,10 +51,9 @@ class ModelResolver:
                 "/v1/my-models/import-hf (accepted_license: true) and call the tm_* id, or ask "
                 "the operator to accept it for everyone (catalog.accepted_licenses)",
                 param="model")
-        if not info.available:
-            raise UnsupportedModelError(f"{entry.id} cannot run here: "
-                                        f"{info.unavailable_reason}", param="model")
-        return info, entry.source
+        if reason is not None:
+            raise UnsupportedModelError(f"{entry.id} cannot run here: {reason}", param="model")
+        return record
 
     async def imported(self, tenant: str, model_id: str, param: str = "model") -> ModelRecord:
         """The tenant's own imported model (404 for anyone else's)."""
@@ -71,30 +68,20 @@ class ModelResolver:
             self._imported[(tenant, model_id)] = record
         return record
 
-    async def models_for(self, tenant: str) -> list[ModelInfo]:
-        """The catalog (available or not) and the tenant's imported models."""
-        return list((await self.catalog()).values()) + await self.models.list(tenant)
+    async def models_for(self, tenant: str) -> list[tuple[ModelRecord, str | None]]:
+        """The catalog (with why each cannot run here, if it cannot) and the tenant's
+        imported models."""
+        return list((await self.catalog()).values()) + [
+            (record, None) for record in await self.models.list(tenant)]
 
-    async def catalog(self) -> dict[str, ModelInfo]:
-        """Every catalog model by id, callable by name where `available`: worked out in a
-        thread (it reads the Hugging Face cache and may probe the Hub) and kept briefly, as
-        weights come into the cache and the Hub comes and goes."""
+    async def catalog(self) -> dict[str, tuple[ModelRecord, str | None]]:
+        """Every catalog model by id, callable by name where no reason says otherwise: worked
+        out in a thread (it reads the Hugging Face cache and may probe the Hub) and kept
+        briefly, as weights come into the cache and the Hub comes and goes."""
         made, models = self._catalog
         if time.monotonic() - made > CATALOG_TTL_S:
-            models = await asyncio.to_thread(
-                lambda: {e.id: self._catalog_info(e) for e in CATALOG.values()})
+            models = await asyncio.to_thread(lambda: {
+                e.id: (catalog_record(e, self.config), unavailable_reason(e, self.config))
+                for e in CATALOG.values()})
             self._catalog = (time.monotonic(), models)
         return models
-
-    def _catalog_info(self, entry) -> ModelInfo:
-        spec = FAMILIES[entry.family]
-        terms = model_terms(entry.id, entry.family, entry.license, entry.parameters, self.config)
-        reason = unavailable_reason(entry, self.config)
-        return ModelInfo(
-            id=entry.id, owned_by="tessera", name=entry.description or None,
-            hf_model_id=entry.id, family=entry.family, pipeline_tag=spec.pipeline_tag,
-            tasks=spec.tasks, license=terms.license or "see model card",
-            requires_license_acceptance=not license_accepted(entry, entry.license,
-                                                             self.config),
-            pricing=terms.pricing, parameters=terms.parameters, available=reason is None,
-            unavailable_reason=reason, supports_loras=family_takes_loras(entry.family))

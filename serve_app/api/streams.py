@@ -45,10 +45,10 @@ async def task_events(gw: Gateway, task: Task, tenant: str, base_url: str,
                 status = task.status
                 yield _event("status", seq, {"status": status,
                                              "queue_position": task.queue_position})
-            progress = task.progress or {}
-            if progress.get("step", 0) > step or (progress and seq // 1000 != after // 1000):
-                step = progress["step"]
-                yield _event("progress", seq, progress)
+            progress = task.progress
+            if progress is not None and (progress.step > step or seq // 1000 != after // 1000):
+                step = progress.step
+                yield _event("progress", seq, progress.model_dump())
             if task.preview_image and task.preview_image != preview:
                 preview = task.preview_image
                 yield _event("preview", seq, {"step": step, "image": preview})

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from opentelemetry import trace
 
-from serve_app.api.adapters import AdapterStager
+from deployments.adapters.stage import AdapterStager, model_adapter
+from deployments.registry import FAMILIES
 from serve_app.api.clients import TaskClient
 from serve_app.api.edit_inputs import InputLoader
 from serve_app.api.holds import WAITS, TenantHolds
@@ -19,11 +20,12 @@ from serve_app.api.resolve import ModelResolver
 from serve_app.core import netguard, telemetry
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import InvalidRequestError, UnsupportedTaskError, WebhookURLError
-from serve_app.core.tasks import Task, TaskRequest
+from serve_app.core.models import ModelRecord
+from serve_app.core.rules import route_edit
+from serve_app.core.tasks import Task
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import AdapterRef, GenerateParams
-from serve_app.protocol import EditRequest, GenerationRequest, ModelInfo, TaskCreated
-from serve_app.rules import route_edit
+from serve_app.wire.schema import EditRequest, GenerationRequest, TaskCreated
 
 
 def new_id(prefix: str) -> str:
@@ -86,26 +88,24 @@ class Submitter:
                          wait_s: int | None = None) -> Submitted:
         """Every dialect's text-to-image request, once it is a `GenerationRequest`; with
         wait_s, the answer comes once the task ends or after wait_s seconds."""
-        model, source = await self.resolver.resolve(tenant, body.model)
-        if "text-to-image" not in model.tasks:
+        model = await self.resolver.resolve(tenant, body.model)
+        if "text-to-image" not in FAMILIES[model.family].tasks:
             raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
                                        param="model")
-        params, warnings = body.to_generate_params(model.parameters)
-        params = params.model_copy(update={"loras": await self.loras(tenant, model, source,
-                                                                     body)})
+        warnings: list[str] = []
+        params = body.to_generate_params(model.parameters, warnings,
+                                         loras=await self.loras(tenant, model, body))
         options = await self.options(body, opts)
         options.file_prefix, options.metadata = file_prefix, metadata or {}
-        task_id, now = new_id("task"), time.time()
-        return await self.submit(tenant, model, source, task_id, now, params, body.count,
-                                 body.response_format, warnings, options, opts.base_url,
-                                 wait_s)
+        return await self.submit(tenant, model, new_id("task"), time.time(), params,
+                                 body.response_format, warnings, options, opts.base_url, wait_s)
 
     async def edit(self, tenant: str, body: EditRequest, opts: RequestOptions,
                    wait_s: int | None = None) -> Submitted:
         """Every dialect's edit request, once it is an `EditRequest`: the inputs go to the
         store, the task carries their keys."""
-        model, source = await self.resolver.resolve(tenant, body.model)
-        task = route_edit(model.tasks, body.mask_image is not None, model.id)
+        model = await self.resolver.resolve(tenant, body.model)
+        task = route_edit(FAMILIES[model.family].tasks, body.mask_image is not None, model.id)
         if len(body.images) > model.parameters.max_input_images:
             raise InvalidRequestError(f"{model.id} takes at most "
                                       f"{model.parameters.max_input_images} input image(s)",
@@ -113,23 +113,22 @@ class Submitter:
         images = [await self.inputs.load_image(tenant, ref, "image") for ref in body.images]
         mask = (await self.inputs.load_image(tenant, body.mask_image, "mask_image", "L")
                 if body.mask_image is not None else None)
-        params, warnings = body.to_generate_params(model.parameters, task, images[0].size)
-        loras = await self.loras(tenant, model, source, body)
+        warnings: list[str] = []
+        size = body.output_size(model.parameters, warnings, images[0].size)
+        loras = await self.loras(tenant, model, body)
         options = await self.options(body, opts)
         task_id, now = new_id("task"), time.time()
-        keys, mask_key = await self.inputs.store_inputs(tenant, task_id, images, mask,
-                                                        (params.width, params.height), warnings)
-        params = params.model_copy(update={"image_keys": keys, "mask_key": mask_key,
-                                           "loras": loras})
-        return await self.submit(tenant, model, source, task_id, now, params, body.count,
-                                 body.response_format, warnings, options, opts.base_url,
-                                 wait_s)
+        keys, mask_key = await self.inputs.store_inputs(tenant, task_id, images, mask, size,
+                                                        warnings)
+        params = body.to_generate_params(model.parameters, warnings, task=task, size=size,
+                                         image_keys=keys, mask_key=mask_key, loras=loras)
+        return await self.submit(tenant, model, task_id, now, params, body.response_format,
+                                 warnings, options, opts.base_url, wait_s)
 
-    async def loras(self, tenant: str, model: ModelInfo, source: str, body
-                    ) -> list[AdapterRef]:
+    async def loras(self, tenant: str, model: ModelRecord, body) -> list[AdapterRef]:
         """The task's adapters, staged: a LoRA model's own first, then the request's."""
-        named = self.adapters.model_adapter(model, body.lora_scale) + list(body.loras)
-        return await self.adapters.stage(tenant, model, source, named)
+        named = model_adapter(model, body.lora_scale) + [(a.path, a.scale) for a in body.loras]
+        return await self.adapters.stage(tenant, model, named)
 
     async def options(self, body, opts: RequestOptions) -> TaskOptions:
         """The task options of a generation or edit request (body fields and headers)."""
@@ -147,22 +146,20 @@ class Submitter:
                            webhook_events=tuple(dict.fromkeys(body.webhook_events_filter)),
                            idempotency_key=opts.idempotency_key, body_hash=digest)
 
-    async def submit(self, tenant: str, model: ModelInfo, source: str, task_id: str,
-                     created_at: float, params: GenerateParams, n: int, response_format: str,
-                     warnings: list[str], options: TaskOptions, base_url: str = "",
+    async def submit(self, tenant: str, model: ModelRecord, task_id: str, created_at: float,
+                     params: GenerateParams, response_format: str, warnings: list[str],
+                     options: TaskOptions, base_url: str = "",
                      wait_s: int | None = None) -> Submitted:
         attrs = task_attributes(task_id, tenant, model.id, model.family,
                                 **{"tessera.batch_size": len(params.seeds)})
         for span in {telemetry.REQUEST_SPAN.get() or trace.get_current_span(),
                      trace.get_current_span()}:
             span.set_attributes(attrs)
-        summary = TaskRequest(**params.model_dump(include=set(TaskRequest.model_fields)),
-                              n=n, response_format=response_format)
         task = Task(id=task_id, tenant=tenant, model=model.id, family=model.family,
-                    source=source, params=params, created_at=created_at,
+                    source=model.source, params=params, created_at=created_at,
                     deadline_at=created_at + self.config.limits.task_deadline_s,
-                    price_per_image=model.pricing.per_image, currency=model.pricing.currency,
-                    request=summary, warnings=warnings, trace=inject(),
+                    price_per_image=model.price_per_image, currency=model.currency,
+                    response_format=response_format, warnings=warnings, trace=inject(),
                     cancel_at=(created_at + options.cancel_after_s
                                if options.cancel_after_s else None),
                     preview=options.preview, webhook=options.webhook,

@@ -10,7 +10,8 @@ from serve_app.api.gateway import Gateway
 from serve_app.api.holds import STREAMS
 from serve_app.api.reads import MAX_WAIT_S
 from serve_app.api.streams import task_events
-from serve_app.protocol import ErrorResponse, TaskList, TaskStatus, TaskView
+from serve_app.core.tasks import TaskStatus
+from serve_app.wire.schema import ErrorResponse, TaskList, TaskView
 
 router = APIRouter()
 

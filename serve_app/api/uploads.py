@@ -10,7 +10,7 @@ from serve_app.api.gateway import Gateway
 from serve_app.api.submit import new_id
 from serve_app.core.errors import PayloadTooLargeError
 from serve_app.core.keys import upload_key
-from serve_app.protocol import UploadCreated, UploadInfo, UploadRequest
+from serve_app.wire.schema import UploadCreated, UploadInfo, UploadRequest
 
 router = APIRouter()
 

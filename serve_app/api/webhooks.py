@@ -5,7 +5,7 @@ from fastapi import APIRouter, Depends
 
 from serve_app.api.deps import authenticate, gateway
 from serve_app.api.gateway import Gateway
-from serve_app.protocol import WebhookSecret
+from serve_app.wire.schema import WebhookSecret
 
 router = APIRouter()
 

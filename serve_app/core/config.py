@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from serve_app.core.models import ModelSource
 
 
 class _Strict(BaseModel):
@@ -129,9 +131,10 @@ class LoraSettings(_Strict):
 class FamilySettings(DeploymentSettings):
     enabled: bool = True
     optimization: OptimizationSettings = OptimizationSettings()
-    preload_models: list[str] = Field(
-        default_factory=list, description="model sources (tessera/tiny-flux, a Hugging Face id, "
-        "a directory) each replica loads and warms up before it reports healthy")
+    preload_models: list[ModelSource] = Field(
+        default_factory=list, description="models each replica loads and warms up before it "
+        "reports healthy: tessera/tiny-flux, a Hugging Face id or a directory, or "
+        "{base, transformer} for a fine-tune's transformer weights over a base")
     max_models_per_replica: int = Field(2, ge=1)
     max_batch_size: int = Field(
         4, ge=1, description="most tasks Serve gathers into one batch, and most images in one "
@@ -159,6 +162,14 @@ class FamilySettings(DeploymentSettings):
         None, gt=0, description="a task handed to the family that has not started within this "
         "fails with cold_start_timeout: scaling up from zero, a new GPU node and the model load "
         "must fit in it; None: only the task deadline applies")
+
+    @field_validator("preload_models", mode="before")
+    @classmethod
+    def _plain_names(cls, value):
+        """A plain name in a config file is a checkpoint with no transformer override."""
+        if isinstance(value, list):
+            return [{"base": v} if isinstance(v, str) else v for v in value]
+        return value
 
 
 class LocalStoreSettings(_Strict):

@@ -3,25 +3,28 @@ machine: queued -> in_progress -> completed | failed | canceled; queued -> cance
 (its deadline passed before it started).
 
 `Task` is what the ingress submits, what the task actor keeps and stores, and what it answers
-reads with: one typed record from the 202 to the last poll. Every transition is timestamped in
-`history`; completing a task bills it (`usage`). Nothing here knows the HTTP schema: the views
-(`serve_app/views.py`) map a task to its wire form, so a change to the API never changes what
-is stored.
+reads with: one typed record from the 202 to the last poll. Its parameters are kept once
+(`params`, what the pipeline runs); every transition is timestamped in `history`; completing a
+task bills it (`usage`). Nothing here knows the HTTP schema: the views
+(`serve_app/wire/views.py`) map a task to its wire form, so a change to the API never changes
+what is stored. The wire reuses the small value types below (`Usage`, `TaskError`,
+`TaskProgress`, `WebhookState`, `TaskStatus`) as they are.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from serve_app.core.errors import InvalidTransitionError
+from serve_app.core.models import ModelSource
 from serve_app.core.types import GenerateParams, GenerateResult, StoredImage
 
-QUEUED, IN_PROGRESS, COMPLETED, FAILED = "queued", "in_progress", "completed", "failed"
-CANCELED, ABORTED = "canceled", "aborted"
-STATUSES = (QUEUED, IN_PROGRESS, COMPLETED, FAILED, CANCELED, ABORTED)
+TaskStatus = Literal["queued", "in_progress", "completed", "failed", "canceled", "aborted"]
+STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
+QUEUED, IN_PROGRESS, COMPLETED, FAILED, CANCELED, ABORTED = STATUSES
 TERMINAL = frozenset({COMPLETED, FAILED, CANCELED, ABORTED})
 # in_progress -> queued is the retry after the replica running the task died.
 TRANSITIONS = {
@@ -38,7 +41,7 @@ class Usage(BaseModel):
 
     images: int
     output_tokens: int
-    total_tokens: int = 0  # images bill by output alone: output_tokens (0 in old records)
+    total_tokens: int = Field(description="output_tokens: images bill by output alone")
     cost: float
     currency: str = "USD"
     runtime_ms: float | None = None
@@ -49,6 +52,21 @@ class TaskError(BaseModel):
     message: str
 
 
+class TaskProgress(BaseModel):
+    """Where the running attempt is: the denoising step its pipeline call has finished."""
+
+    step: int
+    total_steps: int
+
+
+class WebhookState(BaseModel):
+    """The task's newest webhook delivery, as its outbox last recorded it."""
+
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_error: str | None = None
+
+
 class TaskOutput(BaseModel):
     images: list[StoredImage]
     width: int
@@ -57,40 +75,13 @@ class TaskOutput(BaseModel):
     timings_ms: dict[str, float] = {}
 
 
-class AdapterUse(BaseModel):
-    """An adapter a task ran, as its view shows it."""
-
-    path: str
-    scale: float
-    sha256: str
-
-
-class TaskRequest(BaseModel):
-    """A task's effective parameters, as its view shows them (`request`): what it was asked
-    for once the model's defaults and bounds were applied."""
-
-    task: str = "text-to-image"
-    prompt: str = ""
-    negative_prompt: str | None = None
-    width: int = 0
-    height: int = 0
-    num_inference_steps: int = 0
-    guidance_scale: float | None = None
-    strength: float | None = None
-    seeds: list[int] = []
-    output_format: str = "png"
-    n: int = 1
-    response_format: str = "url"
-    loras: list[AdapterUse] = []
-
-
 class Task(BaseModel):
     id: str
     tenant: str
     model: str
     family: str
-    source: str  # what the family server loads (multiplexed model id)
-    params: GenerateParams
+    source: ModelSource  # what the family server loads
+    params: GenerateParams  # the pipeline parameters, defaults and bounds applied
     created_at: float
     deadline_at: float
     cancel_at: float | None = None  # the client's deadline (cancel_after / Cancel-After)
@@ -103,9 +94,9 @@ class Task(BaseModel):
     metadata: dict[str, str] = {}  # the client's own labels (imagepipeline's batch_id)
     price_per_image: float = 0.0
     currency: str = "USD"
-    request: TaskRequest = TaskRequest()
+    response_format: Literal["url", "b64_json"] = "url"
     warnings: list[str] = []
-    status: str = QUEUED
+    status: TaskStatus = QUEUED
     updated_at: float = 0.0
     started_at: float | None = None
     completed_at: float | None = None
@@ -115,11 +106,11 @@ class Task(BaseModel):
     error: TaskError | None = None
     trace: dict[str, str] = {}  # W3C carrier of the submit request
     queue_position: int | None = None  # filled in when read, not state
-    # {step, total_steps} of the running attempt, from the server's Step events: shown, not
-    # committed at every step (the next transition clears it)
-    progress: dict[str, int] | None = None
+    # from the server's Step events: shown, not committed at every step (the next transition
+    # clears it)
+    progress: TaskProgress | None = None
     preview_image: str | None = None  # the latest preview (a data URI), shown, not committed
-    webhook_state: dict[str, Any] | None = None  # {status, attempts, last_error}, when read
+    webhook_state: WebhookState | None = None  # filled in when read, not state
 
     def model_post_init(self, _context: Any) -> None:
         if not self.history:
@@ -130,7 +121,7 @@ class Task(BaseModel):
     def done(self) -> bool:
         return self.status in TERMINAL
 
-    def transition(self, status: str, now: float | None = None, **fields) -> None:
+    def transition(self, status: TaskStatus, now: float | None = None, **fields) -> None:
         if status not in TRANSITIONS[self.status]:
             raise InvalidTransitionError(f"task {self.id}: {self.status} -> {status}")
         now = time.time() if now is None else now
@@ -152,11 +143,10 @@ class Task(BaseModel):
     def complete(self, output: GenerateResult, now: float | None = None) -> None:
         now = time.time() if now is None else now
         n = len(output.images)
+        # 16x16-pixel patches, the unit hosted image APIs bill output by
+        tokens = (output.width // 16) * (output.height // 16) * n
         usage = Usage(
-            images=n,
-            # 16x16-pixel patches, the unit hosted image APIs bill output by
-            output_tokens=(output.width // 16) * (output.height // 16) * n,
-            total_tokens=(output.width // 16) * (output.height // 16) * n,
+            images=n, output_tokens=tokens, total_tokens=tokens,
             cost=round(self.price_per_image * n, 6), currency=self.currency,
             runtime_ms=round((now - (self.started_at or now)) * 1000, 2))
         self.transition(COMPLETED, now, result=TaskOutput(

@@ -2,7 +2,7 @@
 typed events a family server streams back.
 
 A task's parameters take one form from the ingress to the pipeline call: `GenerateParams`,
-built and validated once by the ingress (`protocol`), stored in the task, and sent to the family
+built and validated once by the ingress (`wire.schema`), stored in the task, and sent to the family
 server inside a `GenerateRequest`. The server answers with a stream of `Started`, `Step` and
 finally `GenerateResult` events, which the task actor consumes.
 """
@@ -162,6 +162,9 @@ class FamilySpec:
     # checkpoints) shows the first three latent channels, each stretched to its range
     latent_rgb: tuple[tuple[float, float, float], ...] | None = None
     latent_rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # whether every pipeline of the family loads LoRA adapters (diffusers' load_lora_weights):
+    # data, so the ingress knows it without importing diffusers (a unit test checks it)
+    takes_loras: bool = False
     # Python modules the family's pipelines need at run time beyond Tessera's own dependencies
     needs_modules: tuple[str, ...] = ()
     # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained

@@ -23,7 +23,7 @@ from serve_app.core.errors import (
     TaskNotFoundError,
 )
 from serve_app.core.metrics import m
-from serve_app.core.tasks import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task
+from serve_app.core.tasks import COMPLETED, FAILED, IN_PROGRESS, QUEUED, Task, TaskProgress
 from serve_app.core.types import GenerateResult
 from serve_app.db import tasks as task_rows
 from serve_app.db.engine import run
@@ -34,7 +34,7 @@ from serve_app.tasks.queue import FairQueue
 def event_seq(task: Task) -> int:
     """A number that grows with every change a watcher sees (transitions, steps): the id of
     the task's events stream, so a client that reconnects resumes after what it saw."""
-    return len(task.history) * 1000 + ((task.progress or {}).get("step") or 0)
+    return len(task.history) * 1000 + (task.progress.step if task.progress else 0)
 
 
 def _no_deliveries(task: Task) -> list[dict]:
@@ -126,6 +126,12 @@ class Ledger:
         queue = self.queues[task.family]
         queue.push(task.tenant, task.id)
         m().queue_depth.set(len(queue), tags={"family": task.family})
+
+    def attempt(self, task: Task) -> int:
+        """A new attempt at the task begins (its dispatch to a replica): its number. Counted in
+        memory; the attempt's start or requeue commits it."""
+        task.attempts += 1
+        return task.attempts
 
     def start(self, task: Task) -> None:
         task.transition(IN_PROGRESS)
@@ -227,7 +233,7 @@ class Ledger:
                  preview: str | None = None) -> None:
         """Where the running attempt is: shown to readers, not a transition, not committed."""
         if task.status == IN_PROGRESS:
-            task.progress = {"step": step, "total_steps": total_steps}
+            task.progress = TaskProgress(step=step, total_steps=total_steps)
             if preview is not None:
                 task.preview_image = preview
             self._touch(task.id)

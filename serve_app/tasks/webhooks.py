@@ -20,16 +20,15 @@ import hmac
 import logging
 import secrets
 import time
-from typing import Any
 
 from serve_app.core import netguard
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import TesseraError, WebhookURLError
-from serve_app.core.tasks import Task
+from serve_app.core.tasks import Task, WebhookState
 from serve_app.db import tasks as task_rows
 from serve_app.db import webhooks as rows
 from serve_app.db.engine import run
-from serve_app.views import render_task
+from serve_app.wire.views import render_task
 
 logger = logging.getLogger("tessera.webhooks")
 
@@ -64,7 +63,7 @@ class WebhookOutbox:
         self.config = config
         self.settings = config.webhooks
         self.live = live  # the task actor's tasks in memory
-        self.states: dict[str, dict[str, Any]] = {}  # task id -> its newest delivery's state
+        self.states: dict[str, WebhookState] = {}  # task id -> its newest delivery's state
         self._key: str | None = config.webhooks.signing_key
         self._wake = asyncio.Event()
         self._client = None  # one connection pool for every delivery, made on first use
@@ -98,7 +97,7 @@ class WebhookOutbox:
         if self._client is not None:
             await self._client.aclose()
 
-    async def state(self, task: Task) -> dict[str, Any] | None:
+    async def state(self, task: Task) -> WebhookState | None:
         if not task.webhook:
             return None
         if task.id not in self.states:
@@ -110,7 +109,7 @@ class WebhookOutbox:
 
     def _set_state(self, task_id: str, status: str, attempts: int, error: str | None) -> None:
         self.states.pop(task_id, None)
-        self.states[task_id] = {"status": status, "attempts": attempts, "last_error": error}
+        self.states[task_id] = WebhookState(status=status, attempts=attempts, last_error=error)
         if len(self.states) > MAX_STATES:  # the oldest are read from the database again
             self.states.pop(next(iter(self.states)))
 

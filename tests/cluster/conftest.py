@@ -16,7 +16,7 @@ KEY = "cluster-key"
 def cluster():
     os.environ["TESSERA_API_KEYS"] = f"{KEY}=tenant-c"
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from serve_app.local_cluster import LocalCluster, gpu_family_args
+    from cluster.local import LocalCluster, gpu_family_args
 
     c = LocalCluster(gpu_nodes=2)
     args = gpu_family_args(max_replicas=2)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from serve_app.local_cluster import actor_nodes
+from cluster.local import actor_nodes
 
 pytestmark = pytest.mark.cluster
 

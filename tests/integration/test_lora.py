@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.tiny_lora import WEIGHTS
+from deployments.adapters.tiny import WEIGHTS
 from tests.support.api import KEY_A, download, error_of, wait_task
 
 BASE = "tessera/tiny-flux"
@@ -59,7 +59,7 @@ def adapters(service, client_a, files, tmp_path_factory):
     """URLs of the tiny FLUX LoRA (as the server built it) and of a second peft-made one."""
     from diffusers import DiffusionPipeline
 
-    from deployments.tiny_lora import build_tiny_lora
+    from deployments.adapters.tiny import build_tiny_lora
 
     r = client_a.post("/v1/my-models/validate-hf", json={"hf_model_id": TINY_LORA})
     assert r.status_code == 200 and r.json()["supported"], r.text

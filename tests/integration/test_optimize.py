@@ -13,15 +13,17 @@ from deployments.loading import load_pipeline
 from deployments.optimize import optimize_pipeline
 from deployments.registry import FAMILIES
 from serve_app.core.config import OptimizationSettings
+from serve_app.core.models import ModelSource
 from serve_app.core.types import GenerateParams, GenerateRequest
 
-SOURCE = "tessera/tiny-flux"
+SOURCE = ModelSource(base="tessera/tiny-flux")
 
 
 def job(seed: int, size: int = 128) -> Job:
     params = GenerateParams(prompt=f"a red fox {seed}", width=size, height=size,
                             num_inference_steps=2, guidance_scale=3.5, seeds=[seed])
-    return Job(GenerateRequest(task_id=f"t{seed}", tenant="x", model=SOURCE, created_at=0.0,
+    return Job(GenerateRequest(task_id=f"t{seed}", tenant="x", model="tessera/tiny-flux",
+                               created_at=0.0,
                                params=params))
 
 

@@ -8,44 +8,14 @@ same database is its restart.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 
 import pytest
-from sqlalchemy import create_engine, text
 
-from loadtests.local_postgres import Postgres, available
 from serve_app.core.errors import ServiceUnavailableError
 from serve_app.db.engine import make_engine, migrate
 from serve_app.tasks.actor import TaskManager
-from tests.support.api import free_port
 from tests.support.standins import Handle, config, ok, task, until_done
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    if not available():
-        pytest.skip("PostgreSQL 15 is not installed here (.ci/run installs it)")
-    pg = Postgres(free_port()).init().start()
-    yield pg
-    pg.destroy()
-
-
-def fresh_database(pg: Postgres) -> str:
-    """The URL of a new, empty database on the server: one per test."""
-    name = f"t_{secrets.token_hex(4)}"
-    admin = create_engine(pg.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    return pg.url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'tessera.db'}"
-    return fresh_database(request.getfixturevalue("postgres"))
 
 
 def run(coro):
@@ -119,8 +89,8 @@ def test_finished_tasks_leave_memory_and_stay_readable(db_url, tmp_path):
     run(main())
 
 
-def test_the_database_going_away_answers_503_and_loses_nothing(postgres, tmp_path):
-    url = fresh_database(postgres)
+def test_the_database_going_away_answers_503_and_loses_nothing(postgres, pg_url, tmp_path):
+    url = pg_url
 
     async def main():
         release = asyncio.Event()
@@ -153,13 +123,13 @@ def test_the_database_going_away_answers_503_and_loses_nothing(postgres, tmp_pat
     run(main())
 
 
-def test_the_first_calls_after_a_database_restart_succeed(postgres, tmp_path):
+def test_the_first_calls_after_a_database_restart_succeed(postgres, pg_url, tmp_path):
     """Pooled connections die with the server. Once it is back, the next model-registry call
     (what validate-hf and import-hf make) and the next submission succeed at once, not with
     one 503 per stale connection."""
-    from serve_app.models import ModelRegistry
+    from serve_app.registry.actor import ModelRegistry
 
-    url = fresh_database(postgres)
+    url = pg_url
     registry = ModelRegistry(url)
 
     async def main():

@@ -7,15 +7,15 @@ import copy
 import pytest
 import yaml
 
+from cluster.kuberay import render
 from serve_app.core.config import load_config
-from serve_app.kuberay import render
 from tests.support.crd import CLUSTER, SHARED, docs, validate
 
 
 def test_manifest_is_generated_not_hand_edited(manifest):
     source = yaml.safe_load((CLUSTER / "tessera-cluster.yaml").read_text())
     assert docs(render(source)) == manifest, (
-        "cluster/ray-service.yaml is stale: run python -m serve_app.kuberay "
+        "cluster/ray-service.yaml is stale: run python -m cluster.kuberay "
         "cluster/tessera-cluster.yaml > cluster/ray-service.yaml")
 
 

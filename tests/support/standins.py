@@ -8,6 +8,7 @@ import time
 
 from serve_app.core.config import load_config
 from serve_app.core.errors import ServiceUnavailableError
+from serve_app.core.models import ModelSource
 from serve_app.core.tasks import Task
 from serve_app.core.types import GenerateParams, GenerateResult, Started, StoredImage
 
@@ -68,12 +69,26 @@ def config(tmp_path, max_queued_per_tenant=10, database_url=None, max_queued=3,
         "storage": storage}, environ={}).model_dump()
 
 
+PARAM_FIELDS = set(GenerateParams.model_fields)
+
+
+def make_task(**fields) -> Task:
+    """A task of the tiny FLUX, created at 100 with its deadline at 200; any field of the task
+    or of its parameters can be given."""
+    params = {"prompt": "p", "width": 64, "height": 64, "num_inference_steps": 4,
+              "guidance_scale": None, "seeds": [1],
+              **{k: fields.pop(k) for k in list(fields) if k in PARAM_FIELDS}}
+    return Task(**{"id": "t1", "tenant": "a", "model": "m", "family": "flux",
+                   "source": ModelSource(base="tessera/tiny-flux"),
+                   "params": GenerateParams(**params), "created_at": 100.0,
+                   "deadline_at": 200.0, **fields})
+
+
 def task(i, tenant="a", deadline=30.0):
+    """Task number i, created now."""
     now = time.time()
-    params = GenerateParams(prompt="p", width=64, height=64, num_inference_steps=2,
-                            guidance_scale=None, seeds=[1])
-    return Task(id=f"t{i}", tenant=tenant, model="m", family="flux", source="s",
-                params=params, created_at=now, deadline_at=now + deadline, price_per_image=0.1)
+    return make_task(id=f"t{i}", tenant=tenant, num_inference_steps=2, created_at=now,
+                     deadline_at=now + deadline, price_per_image=0.1)
 
 
 async def ok(params, attempt):

@@ -19,7 +19,7 @@ from serve_app.api.deps import authenticate, gateway, request_options
 from serve_app.api.dialects import native_request, request_fields
 from serve_app.api.gateway import Gateway
 from serve_app.api.submit import RequestOptions
-from serve_app.protocol import EditRequest, GenerationRequest, TaskView
+from serve_app.wire.schema import EditRequest, GenerationRequest, TaskView
 
 
 class DeepInfraRequest(BaseModel):

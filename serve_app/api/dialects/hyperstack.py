@@ -15,9 +15,10 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
+from deployments.registry import FAMILIES
 from serve_app.api.deps import authenticate, base_url, gateway
 from serve_app.api.gateway import Gateway
-from serve_app.protocol import TaskView
+from serve_app.wire.schema import TaskView
 
 
 class BaseModelName(BaseModel):
@@ -45,6 +46,7 @@ async def base_models(inference: bool = Query(True),
                       modalities: Literal["text-to-image", "image-to-image"] | None = Query(None),
                       gw: Gateway = Depends(gateway), tenant: str = Depends(authenticate)):
     wanted = MODALITY_TASKS.get(modalities, set().union(*MODALITY_TASKS.values()))
-    names = [m.hf_model_id.rsplit("/", 1)[-1] for m in (await gw.resolver.catalog()).values()
-             if (m.available or not inference) and wanted & set(m.tasks)]
+    catalog = (await gw.resolver.catalog()).values()
+    names = [r.hf_model_id.rsplit("/", 1)[-1] for r, reason in catalog
+             if (reason is None or not inference) and wanted & set(FAMILIES[r.family].tasks)]
     return BaseModelsAnswer(models=[BaseModelName(model_name=n) for n in dict.fromkeys(names)])

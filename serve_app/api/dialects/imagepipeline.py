@@ -19,7 +19,7 @@ from serve_app.api.deps import authenticate, base_url, gateway, request_options
 from serve_app.api.dialects import native_request
 from serve_app.api.gateway import Gateway
 from serve_app.api.submit import RequestOptions
-from serve_app.protocol import GenerationRequest, TaskView
+from serve_app.wire.schema import GenerationRequest, TaskView
 
 FILE_PREFIX = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 

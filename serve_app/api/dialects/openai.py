@@ -26,7 +26,8 @@ from serve_app.api.errors import install_error_handlers
 from serve_app.api.gateway import Gateway
 from serve_app.api.submit import RequestOptions
 from serve_app.core.errors import InvalidRequestError
-from serve_app.protocol import EditRequest, GenerationRequest, TaskView
+from serve_app.core.models import ModelRecord
+from serve_app.wire.schema import EditRequest, GenerationRequest, TaskView
 
 # Tessera parameters a client passes with the SDK's `extra_body`
 EXTRA = ("negative_prompt", "seed", "num_inference_steps", "guidance_scale", "cancel_after",
@@ -152,26 +153,24 @@ async def edits(request: Request, tenant: str = Depends(authenticate),
     native = native_request(EditRequest, {**fields, "image": images, "mask_image": mask})
     submitted = await gw.submitter.edit(tenant, native, opts, wait_s=gw.reads.sync_wait_s)
     view = await gw.reads.finished(submitted.task, submitted.started, tenant, opts.base_url)
-    image_tokens = len(images) * (view.request.get("width", 0) // 16) * (
-        view.request.get("height", 0) // 16)
+    image_tokens = len(images) * (view.request.width // 16) * (view.request.height // 16)
     return images_response(view, native.prompt, image_tokens, body.ignored())
 
 
 @router.get("/models", response_model=OpenAIModelList)
 async def list_models(tenant: str = Depends(authenticate), gw: Gateway = Depends(gateway)):
     models = await gw.resolver.models_for(tenant)
-    return OpenAIModelList(data=[openai_model(m) for m in models if m.available])
+    return OpenAIModelList(data=[openai_model(r) for r, reason in models if reason is None])
 
 
 @router.get("/models/{model_id:path}", response_model=OpenAIModel)
 async def retrieve_model(model_id: str, tenant: str = Depends(authenticate),
                          gw: Gateway = Depends(gateway)):
-    info, _ = await gw.resolver.resolve(tenant, model_id)
-    return openai_model(info)
+    return openai_model(await gw.resolver.resolve(tenant, model_id))
 
 
-def openai_model(info) -> OpenAIModel:
-    return OpenAIModel(id=info.id, created=int(info.created_at or 0), owned_by=info.owned_by)
+def openai_model(record: ModelRecord) -> OpenAIModel:
+    return OpenAIModel(id=record.id, created=int(record.created_at or 0), owned_by=record.tenant)
 
 
 async def read_edit_form(request: Request) -> tuple[OpenAIImageRequest, list[dict], dict | None]:
@@ -195,7 +194,7 @@ async def read_edit_form(request: Request) -> tuple[OpenAIImageRequest, list[dic
 def images_response(view: TaskView, prompt: str, image_tokens: int,
                     ignored: list[str]) -> JSONResponse:
     result = view.result
-    b64 = view.request.get("response_format") == "b64_json"
+    b64 = view.request.response_format == "b64_json"
     data = [OpenAIImage(b64_json=d.b64_json) if b64 else OpenAIImage(url=d.url)
             for d in result.data]
     text = text_tokens(prompt)
@@ -205,7 +204,7 @@ def images_response(view: TaskView, prompt: str, image_tokens: int,
                                                                image_tokens=image_tokens))
     answer = OpenAIImagesResponse(created=int(view.created_at), data=data, usage=usage,
                                   size=f"{result.width}x{result.height}",
-                                  output_format=view.request.get("output_format"))
+                                  output_format=view.request.output_format)
     headers = {IGNORED_HEADER: ", ".join(ignored)} if ignored else {}
     return JSONResponse(answer.model_dump(mode="json", exclude_none=True), headers=headers)
 

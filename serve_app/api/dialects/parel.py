@@ -4,7 +4,7 @@ client reads the imported model's id as `parel_model_id`, which the import answe
 
 from pydantic import Field
 
-from serve_app.protocol import ImportedModel, ModelInfo
+from serve_app.wire.schema import ImportedModel, ModelInfo
 
 
 class ParelImportedModel(ImportedModel):

@@ -1,0 +1,105 @@
+"""The domain's records as their clients see them: the one place the stored records (`core.tasks`,
+`core.models`) meet the wire schema. Every route, stream and webhook renders through here.
+
+Output links are signed for `url_ttl_s` against the base URL the client used (the ingress's
+request URL, or the one the task was submitted through, for webhooks). What a model's family
+says about it (its tasks, its pipeline tag, whether it takes LoRAs) is read from the family,
+not stored with the model.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+
+from deployments.registry import FAMILIES
+from serve_app.core.models import ModelRecord, Validation
+from serve_app.core.storage import OutputStore
+from serve_app.core.tasks import Task
+from serve_app.wire.schema import (
+    AdapterUse,
+    ModelInfo,
+    Pricing,
+    TaskRequest,
+    TaskResult,
+    TaskView,
+    ValidateResponse,
+)
+
+VIEW_FIELDS = {"id", "status", "model", "family", "created_at", "updated_at", "started_at",
+               "completed_at", "queue_position", "progress", "attempts", "history", "warnings",
+               "error", "cancel_at", "metadata"}
+
+
+def task_request(task: Task) -> TaskRequest:
+    """The task's effective parameters, from the parameters its pipeline runs with."""
+    p = task.params
+    return TaskRequest(
+        **p.model_dump(include={"task", "prompt", "negative_prompt", "width", "height",
+                                "num_inference_steps", "guidance_scale", "strength", "seeds",
+                                "output_format"}),
+        n=len(p.seeds), response_format=task.response_format,
+        loras=[AdapterUse(path=a.path, scale=a.scale, sha256=a.sha256) for a in p.loras])
+
+
+async def render_task(task: Task, store: OutputStore, base_url: str, url_ttl_s: int,
+                      with_b64: bool = True) -> TaskView:
+    view = TaskView(**task.model_dump(include=VIEW_FIELDS), request=task_request(task),
+                    webhook=task.webhook_state)
+    out = task.result
+    if out is not None:
+        want_b64 = with_b64 and task.response_format == "b64_json"
+        data = []
+        for image in out.images:
+            item = {"seed": image.seed, "content_type": image.content_type,
+                    "url": store.url(image.key, base_url, url_ttl_s)}
+            if want_b64:
+                item["b64_json"] = base64.b64encode(await store.get_async(image.key)).decode()
+            data.append(item)
+        created = datetime.datetime.fromtimestamp(task.completed_at or task.updated_at,
+                                                  datetime.timezone.utc)
+        view.result = TaskResult(created=created.strftime("%Y-%m-%dT%H:%M:%S"), data=data,
+                                 usage=out.usage, width=out.width, height=out.height,
+                                 timings_ms=out.timings_ms)
+    return view
+
+
+def model_info(record: ModelRecord, unavailable_reason: str | None = None) -> ModelInfo:
+    """A model (a tenant's or the catalog's); `unavailable_reason` says why it cannot run here
+    now, if it cannot."""
+    spec = FAMILIES[record.family]
+    return ModelInfo(
+        id=record.id, owned_by=record.tenant, name=record.name,
+        hf_model_id=record.hf_model_id, family=record.family, pipeline_tag=spec.pipeline_tag,
+        tasks=spec.tasks, license=record.license,
+        requires_license_acceptance=record.requires_license_acceptance,
+        pricing=Pricing(per_image=record.price_per_image, currency=record.currency),
+        parameters=record.parameters, created_at=record.created_at,
+        execution_mode=record.execution_mode, available=unavailable_reason is None,
+        unavailable_reason=unavailable_reason, kind=record.kind, base_model=record.base_model,
+        supports_loras=spec.takes_loras)
+
+
+def validation_view(v: Validation) -> ValidateResponse:
+    """What validate-hf answers. Where the weights are is the server's business: a local
+    directory is named as the client gave it."""
+    spec = FAMILIES.get(v.family) if v.family else None
+    source = None
+    if v.source is not None:
+        source = str(v.source)
+        if v.source.base.startswith("/"):
+            source = v.base_model if v.kind == "lora" else v.hf_model_id
+    adapter = None
+    if v.adapter is not None:
+        adapter = v.hf_model_id if v.adapter.kind == "local" else str(v.adapter)
+    return ValidateResponse(
+        validation_id=v.id, hf_model_id=v.hf_model_id, supported=v.supported,
+        errors=v.errors, warnings=v.warnings, family=v.family,
+        pipeline_class=v.pipeline_class,
+        pipeline_tag=spec.pipeline_tag if spec else None, tasks=spec.tasks if spec else [],
+        license=v.license, requires_license_acceptance=v.requires_license_acceptance,
+        pricing=(Pricing(per_image=v.price_per_image, currency=v.currency)
+                 if v.price_per_image is not None else None),
+        parameters=v.parameters, source=source, kind=v.kind, base_model=v.base_model,
+        rank=v.rank, target_modules=v.target_modules, size=v.size, sha256=v.sha256,
+        adapter_source=adapter, supports_loras=bool(spec and spec.takes_loras))
