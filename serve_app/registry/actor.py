@@ -28,7 +28,7 @@ from serve_app.core.errors import (
     UnknownValidationError,
     UnsupportedModelError,
 )
-from serve_app.core.models import ModelRecord, Validation, new_model_id
+from serve_app.core.models import ModelRecord, Validation, is_tenant_model, new_model_id
 from serve_app.db import registry as rows
 
 VALIDATION_TTL_S = 24 * 3600
@@ -66,7 +66,7 @@ class ModelRegistry:
         self._within(tenant, "validations", self.limits.max_validations_per_hour,
                      "validations")
         tenant_base = None
-        if base_model is not None and base_model.startswith("tm_"):
+        if base_model is not None and is_tenant_model(base_model):
             try:
                 tenant_base = self.get(tenant, base_model)
             except UnknownModelError as exc:

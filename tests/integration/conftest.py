@@ -97,6 +97,13 @@ def service(deploy, traces_path, models_root) -> Service:
 
 
 @pytest.fixture(scope="session")
+def strict(deploy) -> Service:
+    """A FLUX-only app with its defaults, as production runs: private image and webhook URLs
+    refused, 4 dispatch slots, the default per-tenant caps."""
+    return deploy("strict", {"families": {"flux": {"num_replicas": 1}}})
+
+
+@pytest.fixture(scope="session")
 def models_root(session_dir) -> Path:
     """The service's models_dir: the only place local checkpoints are imported from."""
     path = session_dir / "checkpoints"

@@ -18,12 +18,6 @@ SLOW = {"size": "1024x1024", "num_inference_steps": 50}  # several seconds on th
 
 
 @pytest.fixture(scope="module")
-def strict(deploy):
-    """A FLUX-only app with its defaults: 4 dispatch slots, the default per-tenant caps."""
-    return deploy("strict", {"families": {"flux": {"num_replicas": 1}}})
-
-
-@pytest.fixture(scope="module")
 def flux_on_strict(strict):
     with strict.client(KEY_A) as a, strict.client(KEY_B) as b:
         return import_model(a, "tessera/tiny-flux"), import_model(b, "tessera/tiny-flux")

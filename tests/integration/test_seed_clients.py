@@ -9,7 +9,6 @@ import io
 import time
 
 import httpx
-import pytest
 import requests
 from PIL import Image
 
@@ -115,12 +114,6 @@ class Hyperstack:
         job_id = self.submit("/images/edits", {"model": model, "prompt": prompt,
                                                "image_url": image_url, **params})
         return self.poll_until_done(job_id)
-
-
-@pytest.fixture(scope="module")
-def strict(deploy):
-    """A server that refuses private image URLs, as production does."""
-    return deploy("strict", {"families": {"flux": {"num_replicas": 1}}})
 
 
 def test_hyperstack_sample(strict):
