@@ -17,7 +17,7 @@ import time
 from deployments.adapters import files
 from deployments.adapters.fit import base_shapes, misfits, prefixed
 from deployments.adapters.sources import AdapterResolver
-from deployments.registry import FAMILIES
+from deployments.registry import takes_loras
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import InvalidRequestError, LoraIncompatibleError, NotFoundError
 from serve_app.core.models import AdapterSource, ModelRecord
@@ -57,7 +57,7 @@ class AdapterStager:
         """(path, scale) pairs as the request named them, in order, staged."""
         if not loras:
             return []
-        if not FAMILIES[model.family].takes_loras:
+        if not takes_loras(model.family):
             raise LoraIncompatibleError(f"{model.id} takes no LoRA adapters (its "
                                         f"{model.family} pipeline does not load them)",
                                         param="loras")
