@@ -62,6 +62,9 @@ class ClusterSettings(_Strict):
     # restart keeps the Serve application
     redis_address: str | None = "redis://tessera-redis:6379"
     redis_secret: str = "tessera-redis"
+    # HTTPS: a kubernetes.io/tls Secret (tls.crt, tls.key) every pod mounts; Serve's proxies
+    # then speak TLS on the serve port, and the probes ask it over https
+    tls_secret: str | None = None
 
 
 class ClusterFile(_Strict):
@@ -71,12 +74,18 @@ class ClusterFile(_Strict):
     kuberay: ClusterSettings = ClusterSettings()
 
 
-def serve_config(config: TesseraConfig) -> dict:
+TLS_DIR = "/etc/tessera/tls"
+
+
+def serve_config(config: TesseraConfig, tls: bool = False) -> dict:
     """The Serve config (what `serve run` and serveConfigV2 read) for this Tessera config."""
     args = config.model_dump(mode="json", exclude_defaults=True)
+    http: dict = {"host": "0.0.0.0", "port": SERVE_PORT}
+    if tls:
+        http.update(ssl_certfile=f"{TLS_DIR}/tls.crt", ssl_keyfile=f"{TLS_DIR}/tls.key")
     return {
         "proxy_location": "EveryNode",
-        "http_options": {"host": "0.0.0.0", "port": 8000},
+        "http_options": http,
         "applications": [{
             "name": "tessera", "route_prefix": "/",
             "import_path": "serve_app.builder:build_app", "args": args,
@@ -118,6 +127,10 @@ def _pod(s: ClusterSettings, container: str, cpus: int, memory: str, gpus: int) 
                      "persistentVolumeClaim": {"claimName": s.data_pvc}},
                     {"name": "ray-logs", "emptyDir": {}}],
     }
+    if s.tls_secret:
+        spec["containers"][0]["volumeMounts"].append(
+            {"name": "tls", "mountPath": TLS_DIR, "readOnly": True})
+        spec["volumes"].append({"name": "tls", "secret": {"secretName": s.tls_secret}})
     if gpus:
         spec["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists",
                                 "effect": "NoSchedule"}]
@@ -172,6 +185,8 @@ def ray_service(config: TesseraConfig, s: ClusterSettings) -> dict:
         pod = _pod(s, "ray-worker", g.cpus_per_pod, g.memory_per_pod, g.gpus_per_pod)
         if g.accelerator_label:
             pod["spec"]["nodeSelector"] = {"nvidia.com/gpu.product": g.accelerator_label}
+        if s.tls_secret:  # KubeRay's own Serve probe asks over http: over https instead
+            pod["spec"]["containers"][0].update(serve_probes())
         workers.append({
             "groupName": g.name, "replicas": g.pods, "minReplicas": g.min_pods,
             "maxReplicas": g.max_pods, "rayStartParams": {}, "template": pod})
@@ -184,7 +199,8 @@ def ray_service(config: TesseraConfig, s: ClusterSettings) -> dict:
     return {
         "apiVersion": "ray.io/v1", "kind": "RayService", "metadata": {"name": s.name},
         "spec": {
-            "serveConfigV2": yaml.safe_dump(serve_config(config), sort_keys=False),
+            "serveConfigV2": yaml.safe_dump(serve_config(config, tls=bool(s.tls_secret)),
+                                            sort_keys=False),
             "rayClusterConfig": {
                 **cluster,
                 # KubeRay adds worker pods only when the in-tree autoscaler is on
@@ -200,6 +216,17 @@ def ray_service(config: TesseraConfig, s: ClusterSettings) -> dict:
             },
         },
     }
+
+
+def serve_probes() -> dict:
+    """A worker pod is ready while its Serve proxy answers its health check, over https (the
+    certificate names the public host, not localhost, so it is not verified here)."""
+    check = ("wget --no-check-certificate -T 2 -q -O- "
+             f"https://localhost:{SERVE_PORT}/-/healthz | grep success")
+    probe = {"exec": {"command": ["bash", "-c", check]}, "periodSeconds": 5,
+             "timeoutSeconds": 2, "failureThreshold": 1}
+    return {"readinessProbe": probe,
+            "livenessProbe": {**probe, "initialDelaySeconds": 30, "failureThreshold": 120}}
 
 
 def shared_pvc(name: str, size: str, storage_class: str | None) -> dict:

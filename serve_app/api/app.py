@@ -18,7 +18,7 @@ from serve_app.api import files, images, models, tasks, uploads, webhooks
 from serve_app.api.auth import ApiKeys
 from serve_app.api.clients import ModelClient, TaskClient
 from serve_app.api.deps import gateway
-from serve_app.api.dialects import deepinfra, hyperstack, imagepipeline, openai
+from serve_app.api.dialects import deepinfra, fal, hyperstack, imagepipeline, openai, replicate
 from serve_app.api.dialects.openai import openai_error
 from serve_app.api.errors import install_error_handlers
 from serve_app.api.gateway import Gateway
@@ -42,6 +42,8 @@ for resource in (models, images, tasks, files, uploads, webhooks, hyperstack, de
     app.include_router(resource.router)
 # each compatibility dialect is its own app, with its own error shape
 app.mount("/openai", openai.app)
+app.mount("/replicate", replicate.app)
+app.mount("/fal", fal.app)
 # the playground: static files shipped in the package; it talks to the public API only
 app.mount("/playground", StaticFiles(directory=PLAYGROUND, html=True), name="playground")
 
@@ -94,7 +96,8 @@ def _body_settings():
 
 # Added last, so it runs first: a request refused for its key or size is not even traced.
 app.add_middleware(TraceRequests)
-app.add_middleware(BodyLimits, settings=_body_settings, shapes={"/openai/": openai_error})
+app.add_middleware(BodyLimits, settings=_body_settings, shapes={
+    "/openai/": openai_error, "/replicate/": replicate.problem, "/fal/": fal.detail})
 
 
 @app.get("/healthz")
@@ -113,14 +116,16 @@ async def readyz(gw: Gateway = Depends(gateway)) -> dict:
 
 def public_url(cfg: TesseraConfig) -> str:
     """The base of the links this server hands out: `public_url`, else Serve's own HTTP bind
-    address (a wildcard bind is named as 127.0.0.1: set public_url for other clients)."""
+    address (a wildcard bind is named as 127.0.0.1: set public_url for other clients), https
+    when Serve speaks TLS."""
     if cfg.public_url:
         return cfg.public_url.rstrip("/") + "/"
     from ray.serve.context import _get_global_client
 
     http = _get_global_client().http_config
     host = "127.0.0.1" if http.host in (None, "", "0.0.0.0", "::") else http.host
-    return f"http://{f'[{host}]' if ':' in host else host}:{http.port}/"
+    scheme = "https" if http.ssl_certfile else "http"
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{http.port}/"
 
 
 @serve.deployment(name="ingress")

@@ -13,6 +13,7 @@ from serve_app.core.errors import AuthenticationError, InvalidRequestError
 DEV_TENANT = "dev"
 TENANT_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$")
 DEV_KEY_FILE = "dev_api_key"
+AUTH_SCHEMES = ("bearer", "token", "key")
 
 
 def parse_api_keys(spec: str) -> dict[str, str]:
@@ -61,12 +62,13 @@ class ApiKeys:
         return cls(parse_api_keys(spec) if spec else {dev_key(data_dir): DEV_TENANT})
 
     def tenant_for(self, headers) -> str:
-        """Accept `Authorization: Bearer`, `api_key` and `API-Key`, as hosted image APIs do."""
+        """Accept `Authorization: Bearer` (or `Token`, Replicate's older clients, or `Key`,
+        fal's), `api_key` and `API-Key`, as hosted image APIs do."""
         token = None
         auth = headers.get("authorization")
         if auth:
             scheme, _, value = auth.partition(" ")
-            if scheme.lower() == "bearer" and value.strip():
+            if scheme.lower() in AUTH_SCHEMES and value.strip():
                 token = value.strip()
         token = token or headers.get("api_key") or headers.get("api-key")
         if not token:

@@ -70,8 +70,9 @@ class TaskClient:
     async def cancel(self, task_id: str, tenant: str) -> Task:
         return await call(self._actor.cancel.remote(task_id, tenant))
 
-    async def list(self, tenant: str, status: str | None, limit: int) -> list[Task]:
-        return await call(self._actor.list.remote(tenant, status, limit))
+    async def list(self, tenant: str, status: str | None, limit: int,
+                   before: tuple[float, str] | None = None) -> list[Task]:
+        return await call(self._actor.list.remote(tenant, status, limit, before))
 
     async def webhook_secret(self, tenant: str) -> str:
         return await call(self._actor.webhook_secret.remote(tenant))
@@ -105,9 +106,16 @@ class ModelClient:
             tenant, validation_id, accepted_license, execution_mode, name))
 
     async def add_upload(self, tenant: str, upload_id: str, key: str, content_type: str,
-                         expires_at: float, size: int) -> None:
+                         expires_at: float, size: int, name: str | None = None,
+                         details: dict | None = None) -> None:
         await call(self._actor.add_upload.remote(tenant, upload_id, key, content_type,
-                                                 expires_at, size))
+                                                 expires_at, size, name, details))
+
+    async def find_file(self, tenant: str, upload_id: str) -> dict | None:
+        return await call(self._actor.find_file.remote(tenant, upload_id))
+
+    async def delete_upload(self, tenant: str, upload_id: str) -> bool:
+        return await call(self._actor.delete_upload.remote(tenant, upload_id))
 
     async def find_upload(self, tenant: str, upload_id: str
                           ) -> tuple[str, str, int | None] | None:

@@ -53,9 +53,13 @@ class TaskReader:
 
     async def finished(self, task: Task, started: float, tenant: str,
                        base_url: str) -> TaskView:
-        """The view of the task once it has completed (the synchronous dialects), however long
-        that takes within `compat.sync_wait_s` of its submission (`started`, monotonic); 504
-        after that, and the task's own error if it ended without images."""
+        """The view of the task once it has completed (`ended`)."""
+        return await self.view(await self.ended(task, started, tenant), base_url)
+
+    async def ended(self, task: Task, started: float, tenant: str) -> Task:
+        """The task once it has completed (the synchronous dialects), however long that takes
+        within `compat.sync_wait_s` of its submission (`started`, monotonic); 504 after that,
+        and the task's own error if it ended without images."""
         deadline = started + self.config.compat.sync_wait_s
         while task.status not in TERMINAL:
             left = deadline - time.monotonic()
@@ -68,7 +72,7 @@ class TaskReader:
             error = task.error
             raise TaskFailedError(error.message if error else f"the task was {task.status}",
                                   code=error.code if error else task.status)
-        return await self.view(task, base_url)
+        return task
 
     def future_urls(self, task: Task, file_prefix: str, base_url: str) -> list[str]:
         """The links a task's images will have once it completes (the store signs a key

@@ -22,7 +22,7 @@ from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import InvalidRequestError, UnsupportedTaskError, WebhookURLError
 from serve_app.core.models import ModelRecord
 from serve_app.core.rules import route_edit
-from serve_app.core.tasks import Task
+from serve_app.core.tasks import Origin, Task
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import AdapterRef, GenerateParams
 from serve_app.wire.schema import EditRequest, GenerationRequest, TaskCreated
@@ -56,6 +56,7 @@ class TaskOptions:
     body_hash: str | None = None
     file_prefix: str = ""  # output file names start with it
     metadata: dict[str, str] = field(default_factory=dict)  # the client's labels (batch_id)
+    origin: Origin | None = None  # the compatibility dialect that asked, if any
 
 
 @dataclass
@@ -85,7 +86,8 @@ class Submitter:
 
     async def generation(self, tenant: str, body: GenerationRequest, opts: RequestOptions,
                          file_prefix: str = "", metadata: dict | None = None,
-                         wait_s: int | None = None) -> Submitted:
+                         wait_s: int | None = None, origin: Origin | None = None
+                         ) -> Submitted:
         """Every dialect's text-to-image request, once it is a `GenerationRequest`; with
         wait_s, the answer comes once the task ends or after wait_s seconds."""
         model = await self.resolver.resolve(tenant, body.model)
@@ -97,11 +99,12 @@ class Submitter:
                                          loras=await self.loras(tenant, model, body))
         options = await self.options(body, opts)
         options.file_prefix, options.metadata = file_prefix, metadata or {}
+        options.origin = origin
         return await self.submit(tenant, model, new_id("task"), time.time(), params,
                                  body.response_format, warnings, options, opts.base_url, wait_s)
 
     async def edit(self, tenant: str, body: EditRequest, opts: RequestOptions,
-                   wait_s: int | None = None) -> Submitted:
+                   wait_s: int | None = None, origin: Origin | None = None) -> Submitted:
         """Every dialect's edit request, once it is an `EditRequest`: the inputs go to the
         store, the task carries their keys."""
         model = await self.resolver.resolve(tenant, body.model)
@@ -117,6 +120,7 @@ class Submitter:
         size = body.output_size(model.parameters, warnings, images[0].size)
         loras = await self.loras(tenant, model, body)
         options = await self.options(body, opts)
+        options.origin = origin
         task_id, now = new_id("task"), time.time()
         keys, mask_key = await self.inputs.store_inputs(tenant, task_id, images, mask, size,
                                                         warnings)
@@ -165,7 +169,8 @@ class Submitter:
                     preview=options.preview, webhook=options.webhook,
                     webhook_events=list(options.webhook_events),
                     idempotency_key=options.idempotency_key, base_url=base_url,
-                    file_prefix=options.file_prefix, metadata=options.metadata)
+                    file_prefix=options.file_prefix, metadata=options.metadata,
+                    origin=options.origin)
         started = time.monotonic()
         # an idempotent replay answers the original task. Waiting is part of the same actor
         # call, which saves a round trip to the task actor on the latency-critical path.

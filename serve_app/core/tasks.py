@@ -75,6 +75,15 @@ class TaskOutput(BaseModel):
     timings_ms: dict[str, float] = {}
 
 
+class Origin(BaseModel):
+    """How a compatibility dialect's client asked for the task (Replicate's predictions, fal's
+    queue): what that dialect's views of it show. A native task has none."""
+
+    dialect: Literal["replicate", "fal"]
+    model: str  # the model as the client named it: owner/name, an app id
+    input: dict[str, Any] = {}  # the input as the client sent it
+
+
 class Task(BaseModel):
     id: str
     tenant: str
@@ -92,6 +101,7 @@ class Task(BaseModel):
     base_url: str = ""  # what the client called, for the links in its webhooks
     file_prefix: str = ""  # output file names start with it
     metadata: dict[str, str] = {}  # the client's own labels (imagepipeline's batch_id)
+    origin: Origin | None = None  # the dialect that asked for it, if not the native API
     price_per_image: float = 0.0
     currency: str = "USD"
     response_format: Literal["url", "b64_json"] = "url"

@@ -46,11 +46,27 @@ def get_validation(engine: Engine, validation_id: str, tenant: str,
 
 
 def put_upload(engine: Engine, upload_id: str, tenant: str, key: str, content_type: str,
-               created_at: float, expires_at: float, size: int) -> None:
+               created_at: float, expires_at: float, size: int, name: str | None = None,
+               details: dict | None = None) -> None:
     with engine.begin() as conn:
         conn.execute(uploads.insert().values(id=upload_id, tenant=tenant, key=key,
                                              content_type=content_type, created_at=created_at,
-                                             expires_at=expires_at, size=size))
+                                             expires_at=expires_at, size=size, name=name,
+                                             details=details))
+
+
+def get_file(engine: Engine, upload_id: str, tenant: str) -> dict | None:
+    """Every column of the tenant's upload, or None (another tenant's is never found)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(uploads).where(uploads.c.id == upload_id,
+                                                 uploads.c.tenant == tenant)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def delete_upload(engine: Engine, upload_id: str, tenant: str) -> bool:
+    with engine.begin() as conn:
+        return conn.execute(delete(uploads).where(uploads.c.id == upload_id,
+                                                  uploads.c.tenant == tenant)).rowcount > 0
 
 
 def pending_uploads(engine: Engine, tenant: str, now: float) -> tuple[int, int]:

@@ -62,6 +62,8 @@ uploads = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Column("size", BigInteger),  # as declared when the link was made
+    Column("name", String(255)),  # a file sent whole (Replicate's files): its name
+    Column("details", JSON),  # and what else its client reads: metadata, checksums
 )
 
 idempotency_keys = Table(

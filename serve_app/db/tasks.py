@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.engine import Engine
 
 from serve_app.core.tasks import IN_PROGRESS, QUEUED, Task
@@ -63,12 +63,19 @@ def unfinished(engine: Engine) -> list[Task]:
     return [Task.model_validate(r.record) for r in rows]
 
 
-def newest(engine: Engine, tenant: str, status: str | None, limit: int) -> list[Task]:
+def newest(engine: Engine, tenant: str, status: str | None, limit: int,
+           before: tuple[float, str] | None = None) -> list[Task]:
+    """The tenant's newest tasks, or those created before `before` (created_at, id): the page
+    after the one that ended there."""
     query = (select(tasks.c.record)
              .where(tasks.c.tenant == tenant, tasks.c.expired.is_(False))
              .order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit))
     if status is not None:
         query = query.where(tasks.c.status == status)
+    if before is not None:
+        created, task_id = before
+        query = query.where(or_(tasks.c.created_at < created,
+                                and_(tasks.c.created_at == created, tasks.c.id < task_id)))
     with engine.connect() as conn:
         return [Task.model_validate(r.record) for r in conn.execute(query).all()]
 

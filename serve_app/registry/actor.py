@@ -142,8 +142,10 @@ class ModelRegistry:
         return [ModelRecord.model_validate(r) for r in self._db(rows.tenant_models, tenant)]
 
     def add_upload(self, tenant: str, upload_id: str, key: str, content_type: str,
-                   expires_at: float, size: int) -> None:
-        """Record an upload link, within the tenant's quota of links not yet expired."""
+                   expires_at: float, size: int, name: str | None = None,
+                   details: dict | None = None) -> None:
+        """Record an upload link (or a file whose bytes came whole, with its name and
+        details), within the tenant's quota of uploads not yet expired."""
         now = time.time()
         count, declared = self._db(rows.pending_uploads, tenant, now)
         if count >= self.limits.max_pending_uploads:
@@ -154,12 +156,20 @@ class ModelRegistry:
                 f"your open upload links already declare {declared} bytes; this one would "
                 f"pass the {self.limits.max_pending_upload_bytes}-byte quota",
                 param="size", headers={"Retry-After": "60"})
-        self._db(rows.put_upload, upload_id, tenant, key, content_type, now, expires_at, size)
+        self._db(rows.put_upload, upload_id, tenant, key, content_type, now, expires_at, size,
+                 name, details)
 
     def find_upload(self, tenant: str, upload_id: str) -> tuple[str, str, int | None] | None:
         """(key, content type, declared size) of the tenant's upload: another tenant's id is
         never found."""
         return self._db(rows.get_upload, upload_id, tenant)
+
+    def find_file(self, tenant: str, upload_id: str) -> dict | None:
+        """The tenant's upload, every column of it."""
+        return self._db(rows.get_file, upload_id, tenant)
+
+    def delete_upload(self, tenant: str, upload_id: str) -> bool:
+        return self._db(rows.delete_upload, upload_id, tenant)
 
     def _db(self, fn, *args):
         """A database that is away answers 503 with Retry-After, never a 500."""

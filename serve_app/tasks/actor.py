@@ -220,10 +220,12 @@ class TaskManager:
         if dispatcher is not None:
             dispatcher.stop(task.id)
 
-    async def list(self, tenant: str, status: str | None = None, limit: int = 50) -> list[Task]:
-        """The tenant's newest tasks first."""
+    async def list(self, tenant: str, status: str | None = None, limit: int = 50,
+                   before: tuple[float, str] | None = None) -> list[Task]:
+        """The tenant's newest tasks first (those created before `before`: the next page)."""
         await self._ready.wait()
-        return [await self._view(t) for t in await self.ledger.newest(tenant, status, limit)]
+        return [await self._view(t)
+                for t in await self.ledger.newest(tenant, status, limit, before)]
 
     async def stats(self) -> dict:
         await self._ready.wait()

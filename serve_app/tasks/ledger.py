@@ -309,9 +309,12 @@ class Ledger:
         found = await self.db(task_rows.load, self.journal.engine, task_id)
         return found[0] if found is not None and found[0].tenant == tenant else None
 
-    async def newest(self, tenant: str, status: str | None, limit: int) -> list[Task]:
-        """The tenant's newest tasks, as committed; those still in memory as they are now."""
-        stored = await self.db(task_rows.newest, self.journal.engine, tenant, status, limit)
+    async def newest(self, tenant: str, status: str | None, limit: int,
+                     before: tuple[float, str] | None = None) -> list[Task]:
+        """The tenant's newest tasks (created before `before`, if given), as committed; those
+        still in memory as they are now."""
+        stored = await self.db(task_rows.newest, self.journal.engine, tenant, status, limit,
+                               before)
         out = []
         for t in stored:
             live = self.tasks.get(t.id)

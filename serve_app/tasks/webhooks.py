@@ -1,5 +1,6 @@
 """Webhooks: the task view POSTed to the task's `webhook` URL when it starts (if asked) and
-when it ends, signed per Standard Webhooks with the tenant's `whsec_` secret.
+when it ends, signed per Standard Webhooks with the tenant's `whsec_` secret. The body speaks
+the dialect the task was asked for in (a native view, a Replicate prediction, fal's webhook).
 
 A delivery is a database row, committed in the same transaction as the task's start or end that
 makes it, so no ended task loses its webhook and deliveries survive restarts. A failed try
@@ -28,7 +29,7 @@ from serve_app.core.tasks import Task, WebhookState
 from serve_app.db import tasks as task_rows
 from serve_app.db import webhooks as rows
 from serve_app.db.engine import run
-from serve_app.wire.views import render_task
+from serve_app.wire.views import webhook_body
 
 logger = logging.getLogger("tessera.webhooks")
 
@@ -192,9 +193,7 @@ class WebhookOutbox:
             task = await self._task(d["task_id"])
             if task is None:
                 raise LookupError("the task is gone")
-            view = await render_task(task, self.store, task.base_url,
-                                     self.config.storage.url_ttl_s, with_b64=False)
-            body = view.model_dump_json()
+            body = await webhook_body(task, self.store, self.config.storage.url_ttl_s)
             now = datetime.datetime.now(datetime.timezone.utc)
             signature = Webhook(await self.secret(d["tenant"])).sign(d["id"], now, body)
             headers = {"webhook-id": d["id"], "webhook-timestamp": str(int(now.timestamp())),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 
 from deployments.registry import FAMILIES
 from serve_app.core.models import ModelRecord, Validation
 from serve_app.core.storage import OutputStore
 from serve_app.core.tasks import Task
+from serve_app.wire import fal, replicate
 from serve_app.wire.schema import (
     AdapterUse,
     ModelInfo,
@@ -62,6 +64,30 @@ async def render_task(task: Task, store: OutputStore, base_url: str, url_ttl_s: 
                                  usage=out.usage, width=out.width, height=out.height,
                                  timings_ms=out.timings_ms)
     return view
+
+
+async def _native_webhook(task: Task, store: OutputStore, url_ttl_s: int) -> str:
+    return (await render_task(task, store, task.base_url, url_ttl_s, with_b64=False)
+            ).model_dump_json()
+
+
+async def _replicate_webhook(task: Task, store: OutputStore, url_ttl_s: int) -> str:
+    return (await replicate.prediction(task, store, task.base_url, url_ttl_s)).model_dump_json()
+
+
+async def _fal_webhook(task: Task, store: OutputStore, url_ttl_s: int) -> str:
+    return json.dumps(await fal.webhook_body(task, store, task.base_url, url_ttl_s))
+
+
+# a webhook's body speaks the dialect its task was asked for in
+WEBHOOK_BODIES = {None: _native_webhook, "replicate": _replicate_webhook, "fal": _fal_webhook}
+
+
+async def webhook_body(task: Task, store: OutputStore, url_ttl_s: int) -> str:
+    """What a task's webhook POSTs: the task as its client's dialect shows it, with links
+    against the base URL it was submitted through."""
+    dialect = task.origin.dialect if task.origin is not None else None
+    return await WEBHOOK_BODIES[dialect](task, store, url_ttl_s)
 
 
 def model_info(record: ModelRecord, unavailable_reason: str | None = None) -> ModelInfo:

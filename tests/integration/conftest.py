@@ -97,6 +97,33 @@ def service(deploy, traces_path, models_root) -> Service:
 
 
 @pytest.fixture(scope="session")
+def tls_service(session_dir, ray_session):
+    """Tessera over HTTPS with a certificate made here, as `python -m serve_app.run
+    --tls-certfile … --tls-keyfile …` runs it (a Ray of its own): one FLUX replica, private
+    URLs allowed (the tests' webhook receivers are on 127.0.0.1). The certificate is the one
+    hosted clients trust (`SSL_CERT_FILE`) for the session's rest."""
+    from tests.support.tls import TlsServer
+
+    directory = session_dir / "tls"
+    directory.mkdir()
+    server = TlsServer(directory, {
+        "families": {"flux": {"num_replicas": 1}}, "limits": {"task_deadline_s": 120},
+        "inputs": {"allow_private_urls": True}, "webhooks": {"backoff_base_s": 0.3}},
+        env={"TESSERA_API_KEYS": os.environ["TESSERA_API_KEYS"]})
+    try:
+        service = server.start()
+        previous = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = str(server.cert)
+        yield service
+    finally:
+        server.stop()
+    if previous is None:
+        os.environ.pop("SSL_CERT_FILE", None)
+    else:
+        os.environ["SSL_CERT_FILE"] = previous
+
+
+@pytest.fixture(scope="session")
 def strict(deploy) -> Service:
     """A FLUX-only app with its defaults, as production runs: private image and webhook URLs
     refused, 4 dispatch slots, the default per-tenant caps."""

@@ -113,3 +113,29 @@ def test_a_network_policy_keeps_rays_ports_inside_the_cluster(manifest, ray_serv
     dashboard = next(r for r in rules if any(p["port"] == 8265 for p in r.get("ports", [])))
     assert dashboard["from"][0]["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "kuberay-operator"}
+
+
+def test_https_from_a_tls_secret_on_every_pod(ray_service):
+    """The Secret named by kuberay.tls_secret is mounted on every Ray pod, Serve's proxies read
+    the certificate from it, and the workers' Serve probes ask over https."""
+    serve_cfg = yaml.safe_load(ray_service["spec"]["serveConfigV2"])
+    assert serve_cfg["http_options"]["ssl_certfile"] == "/etc/tessera/tls/tls.crt"
+    assert serve_cfg["http_options"]["ssl_keyfile"] == "/etc/tessera/tls/tls.key"
+    cluster = ray_service["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"]] + [
+        g["template"] for g in cluster["workerGroupSpecs"]]
+    for pod in pods:
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["tls"]["secret"]["secretName"] == "tessera-tls"
+        mounts = {m["name"]: m for m in pod["spec"]["containers"][0]["volumeMounts"]}
+        assert mounts["tls"]["mountPath"] == "/etc/tessera/tls" and mounts["tls"]["readOnly"]
+    for group in cluster["workerGroupSpecs"]:
+        container = group["template"]["spec"]["containers"][0]
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert "https://localhost:8000/-/healthz" in " ".join(
+                container[probe]["exec"]["command"])
+    plain = yaml.safe_load((CLUSTER / "tessera-cluster.yaml").read_text())
+    plain["kuberay"].pop("tls_secret")
+    service = next(d for d in docs(render(plain)) if d["kind"] == "RayService")
+    assert "ssl_certfile" not in yaml.safe_load(service["spec"]["serveConfigV2"])["http_options"]
+    assert validate(service) == []

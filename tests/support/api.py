@@ -24,14 +24,16 @@ METRICS_PORT = free_port()  # Ray's Prometheus endpoint for this session
 class Service:
     """A deployed Tessera app and HTTP clients for it."""
 
-    def __init__(self, base_url: str, data_dir: Path):
+    def __init__(self, base_url: str, data_dir: Path, verify: str | bool = True):
         self.base_url = base_url
         self.data_dir = data_dir
+        self.verify = verify  # an HTTPS service: the certificate its clients trust
 
     def client(self, key: str | None = KEY_A, **headers) -> httpx.Client:
         if key is not None:
             headers.setdefault("Authorization", f"Bearer {key}")
-        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60)
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=60,
+                            verify=self.verify)
 
 
 def import_model(client: httpx.Client, hf_model_id: str, accepted_license: bool = False) -> str:

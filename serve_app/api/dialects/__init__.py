@@ -2,6 +2,7 @@
 own and submits them through `Gateway.submit_generation` / `submit_edit`."""
 
 import base64
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -43,3 +44,10 @@ async def request_fields(request) -> dict:
     if not isinstance(fields, dict):
         raise InvalidRequestError("the body must be a JSON object or form fields")
     return fields
+
+
+def echoed(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The input as a prediction echoes it, without the bytes of inline files: a data URI is
+    kept as its first characters (the stored task is no place for the image)."""
+    return {k: f"{v[:48]}…" if isinstance(v, str) and v.startswith("data:") and len(v) > 64
+            else v for k, v in inputs.items()}

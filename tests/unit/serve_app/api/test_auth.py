@@ -21,3 +21,12 @@ def test_api_keys(tmp_path):
     key = (tmp_path / "dev_api_key").read_text().strip()
     assert dev.tenant_for({"api_key": key}) == "dev"
     assert ApiKeys.from_env(tmp_path, environ={}).tenant_for({"api_key": key}) == "dev"
+
+
+def test_the_schemes_hosted_clients_send():
+    keys = ApiKeys({"k1": "a"})
+    for header in ("Bearer k1", "Token k1", "Key k1", "bearer  k1 "):  # Replicate's, fal's
+        assert keys.tenant_for({"authorization": header}) == "a"
+    for header in ("Basic k1", "k1", "Bearer", "Key k2"):
+        with pytest.raises(AuthenticationError):
+            keys.tenant_for({"authorization": header})
