@@ -12,7 +12,7 @@ from deployments.png import encode_png
 from serve_app.core.keys import CONTENT_TYPES, output_key
 from serve_app.core.metrics import m
 from serve_app.core.telemetry import tracer
-from serve_app.core.types import GenerateRequest, GenerateResult, StoredImage
+from serve_app.core.types import GenerateRequest, GenerateResult, SafetyReport, StoredImage
 
 logger = logging.getLogger("tessera.family")
 
@@ -39,8 +39,12 @@ def spans(name: str, contexts: list, attributes: dict):
 
 
 async def store_outputs(store, request: GenerateRequest, context, images: list,
-                        timings: dict[str, float]) -> GenerateResult:
+                        timings: dict[str, float], flags: list[bool | None] | None = None,
+                        safety: SafetyReport | None = None) -> GenerateResult:
+    """The task's images (as the safety checker left them, with its `flags`) encoded and
+    written; its result event."""
     params = request.params
+    flags = flags or [None] * len(images)
     fmt, content_type = params.output_format, CONTENT_TYPES[params.output_format]
     keys = [output_key(request.tenant, request.task_id, request.created_at, index, fmt,
                        request.file_prefix) for index in range(len(images))]
@@ -73,10 +77,11 @@ async def store_outputs(store, request: GenerateRequest, context, images: list,
             for key, data in zip(keys[len(writes):], encoded[len(writes):], strict=True):
                 await store.put_async(key, data, content_type)
     storage_ms = (time.perf_counter() - t0) * 1000 - encode_ms
-    stored = [StoredImage(key=key, seed=seed, bytes=len(data), content_type=content_type)
-              for key, seed, data in zip(keys, params.seeds, encoded, strict=True)]
+    stored = [StoredImage(key=key, seed=seed, bytes=len(data), content_type=content_type,
+                          nsfw=flag)
+              for key, seed, data, flag in zip(keys, params.seeds, encoded, flags, strict=True)]
     # Some pipelines choose their own output size (LongCat edits at ~1 MP): report what was
     # made, which is also what usage bills.
     width, height = images[0].size
-    return GenerateResult(images=stored, width=width, height=height, timings_ms={
+    return GenerateResult(images=stored, width=width, height=height, safety=safety, timings_ms={
         **timings, "encode": round(encode_ms, 2), "storage": round(storage_ms, 2)})

@@ -28,6 +28,7 @@ from deployments.loading import load_pipeline, pick_device, quiet_libraries
 from deployments.outputs import spans, store_outputs
 from deployments.previews import due, preview_uri
 from deployments.registry import FAMILIES
+from deployments.safety import SafetyChecker, checker_source
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import TaskCanceled
 from serve_app.core.metrics import m
@@ -40,7 +41,13 @@ from serve_app.core.telemetry import (
     task_attributes,
     tracer,
 )
-from serve_app.core.types import GenerateEvent, GenerateRequest, Started, Step
+from serve_app.core.types import (
+    GenerateEvent,
+    GenerateRequest,
+    SafetyReport,
+    Started,
+    Step,
+)
 
 logger = logging.getLogger("tessera.family")
 
@@ -78,6 +85,11 @@ class FamilyServer:
             batch_invariant=invariant, refused=refusal(opts))
         self.calls = PipelineCalls(self.spec, settings.max_batch_size, self.device,
                                    batch_invariant=invariant, opts=opts, adapters=self.adapters)
+        # every output image passes it before it is stored (the start checked it loads)
+        safety = self.config.safety
+        self.checker = SafetyChecker(
+            safety, checker_source(safety, self.config.data_dir, self.config.models_path),
+            self.device, self.dtype) if safety.checker else None
         self._preloaded: dict[str, object] = {}
         self._batcher = Batcher(self._run_batch, settings.max_batch_size,
                                 settings.batch_wait_timeout_s)
@@ -144,10 +156,11 @@ class FamilyServer:
                     yield step.result()
                 else:
                     step.cancel()
-            images, timings = await outcome
+            images, timings, flags, safety = await outcome
             # Encoding and the store write run here, per task, so the device moves on to the
             # next batch meanwhile.
-            yield await store_outputs(self.store, request, job.context, images, timings)
+            yield await store_outputs(self.store, request, job.context, images, timings, flags,
+                                      safety)
         except (asyncio.CancelledError, GeneratorExit):
             # The task was cancelled (its stream with it): out of the batch queue if it had
             # not started; in a running call, the call stops once no task in it is left.
@@ -218,11 +231,44 @@ class FamilyServer:
         m().generation.observe(inference_ms / 1000, tags=family)
         m().batch_size.observe(images_in_call, tags=family)
         timings = {"load": round(load_ms, 2), "inference": round(inference_ms, 2)}
+        flags: list[bool | None] = [None] * len(images)
+        if any(job.params.safety_check for job in group):
+            t2 = time.perf_counter()
+            with spans("safety.check", [j.context for j in group], {
+                    "tessera.checker": self.config.safety.checker or ""}):
+                images, flags = await asyncio.to_thread(self._checked, group, images)
+            timings["safety"] = round((time.perf_counter() - t2) * 1000, 2)
         outcomes, offset = [], 0
         for job in group:  # each task's images, for its own caller to encode and store
-            outcomes.append((images[offset:offset + len(job.params.seeds)], timings))
-            offset += len(job.params.seeds)
+            end = offset + len(job.params.seeds)
+            safety = (SafetyReport(checker=self.config.safety.checker,
+                                   action=self.config.safety.action,
+                                   flagged=sum(bool(f) for f in flags[offset:end]))
+                      if job.params.safety_check else None)
+            outcomes.append((images[offset:end], timings, flags[offset:end], safety))
+            offset = end
         return outcomes
+
+    def _checked(self, group: list[Job], images: list) -> tuple[list, list[bool | None]]:
+        """The call's images once the checker has looked at those of the tasks that asked (one
+        batch), with the action applied, and each image's verdict (None: not checked). Before
+        any is encoded: a flagged original is never stored unless the action is `flag`."""
+        if self.checker is None:  # never a silent pass
+            raise RuntimeError("a task asked for the safety checker, which this replica has "
+                               "not loaded")
+        checked, offset = [], 0
+        for job in group:
+            if job.params.safety_check:
+                checked += range(offset, offset + len(job.params.seeds))
+            offset += len(job.params.seeds)
+        verdict = self.checker.verdict([images[i] for i in checked])
+        images, flags = list(images), [None] * len(images)
+        for i, flagged in zip(checked, verdict.flagged, strict=True):
+            images[i] = self.checker.apply(images[i], flagged)
+            flags[i] = flagged
+        if any(verdict.flagged):
+            m().safety_flagged.inc(sum(verdict.flagged), tags={"family": self.spec.name})
+        return images, flags
 
     async def _load_inputs(self, job: Job) -> None:
         from PIL import Image

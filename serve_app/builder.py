@@ -14,6 +14,7 @@ from ray.serve import Application
 
 from deployments.loading import ensure_tiny_checkpoint, explain_build_error, quiet_libraries
 from deployments.registry import FAMILIES, resolve_families
+from deployments.safety import CheckerError, check_settings
 from deployments.server import FamilyServer
 from serve_app.api.app import Ingress
 from serve_app.api.auth import dev_key
@@ -23,9 +24,21 @@ from serve_app.core.storage import make_store
 logger = logging.getLogger("tessera")
 
 
+def check(config: TesseraConfig) -> None:
+    """What must hold before anything is served, or the start stops with a message naming the
+    setting: the safety checker, when one is configured, is an image classifier that loads
+    (never a silent pass of every image)."""
+    if config.safety.checker:
+        try:
+            check_settings(config.safety, config.data_dir, config.models_path)
+        except CheckerError as exc:
+            raise SystemExit(f"Tessera cannot start: {exc}") from None
+
+
 def prepare(config: TesseraConfig) -> None:
-    """First-start work: the data dir, the dev key and the tiny checkpoints."""
+    """First-start work: the data dir, the dev key and the tiny checkpoints; the checks."""
     os.makedirs(config.data_dir, exist_ok=True)
+    check(config)
     if not os.environ.get("TESSERA_API_KEYS"):
         print(f"Tessera dev API key (tenant 'dev'): {dev_key(config.data_dir)}", flush=True)
     store = make_store(config)

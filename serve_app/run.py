@@ -43,12 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     import yaml
     from ray import serve
 
-    from serve_app.builder import build_app
+    from serve_app.builder import app_config, build_app, check
 
     args = {}
     if opts.config:
         with open(opts.config) as f:
             args = yaml.safe_load(f) or {}
+    check(app_config(args))  # a config that cannot serve stops here, before Ray starts
     http = {"host": LOOPBACK, "port": opts.port}
     if opts.tls_certfile:
         http.update(ssl_certfile=os.path.abspath(opts.tls_certfile),

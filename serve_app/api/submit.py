@@ -27,6 +27,10 @@ from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import AdapterRef, GenerateParams
 from serve_app.wire.schema import EditRequest, GenerationRequest, TaskCreated
 
+# the field each dialect turns the safety checker off with: what a refusal names
+SAFETY_FIELDS = {None: "safety_checker", "replicate": "disable_safety_checker",
+                 "fal": "enable_safety_checker"}
+
 
 def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
@@ -95,9 +99,11 @@ class Submitter:
             raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
                                        param="model")
         warnings: list[str] = []
+        checked = self.safety_check(tenant, body, origin)
         params = body.to_generate_params(model.parameters, warnings,
-                                         loras=await self.loras(tenant, model, body))
-        options = await self.options(body, opts)
+                                         loras=await self.loras(tenant, model, body),
+                                         safety_check=checked)
+        options = await self.options(body, opts, checked, warnings)
         options.file_prefix, options.metadata = file_prefix, metadata or {}
         options.origin = origin
         return await self.submit(tenant, model, new_id("task"), time.time(), params,
@@ -117,15 +123,17 @@ class Submitter:
         mask = (await self.inputs.load_image(tenant, body.mask_image, "mask_image", "L")
                 if body.mask_image is not None else None)
         warnings: list[str] = []
+        checked = self.safety_check(tenant, body, origin)
         size = body.output_size(model.parameters, warnings, images[0].size)
         loras = await self.loras(tenant, model, body)
-        options = await self.options(body, opts)
+        options = await self.options(body, opts, checked, warnings)
         options.origin = origin
         task_id, now = new_id("task"), time.time()
         keys, mask_key = await self.inputs.store_inputs(tenant, task_id, images, mask, size,
                                                         warnings)
         params = body.to_generate_params(model.parameters, warnings, task=task, size=size,
-                                         image_keys=keys, mask_key=mask_key, loras=loras)
+                                         image_keys=keys, mask_key=mask_key, loras=loras,
+                                         safety_check=checked)
         return await self.submit(tenant, model, task_id, now, params, body.response_format,
                                  warnings, options, opts.base_url, wait_s)
 
@@ -134,8 +142,29 @@ class Submitter:
         named = model_adapter(model, body.lora_scale) + [(a.path, a.scale) for a in body.loras]
         return await self.adapters.stage(tenant, model, named)
 
-    async def options(self, body, opts: RequestOptions) -> TaskOptions:
-        """The task options of a generation or edit request (body fields and headers)."""
+    def safety_check(self, tenant: str, body, origin: Origin | None) -> bool:
+        """Whether the safety checker looks at the task's images: whenever one is configured,
+        unless the request turns it off, which only keys the operator allows may do."""
+        safety = self.config.safety
+        if safety.checker is None:
+            return False
+        if body.safety_checker:
+            return True
+        if not safety.may_disable(tenant):
+            field = SAFETY_FIELDS[origin.dialect if origin is not None else None]
+            raise InvalidRequestError(f"{field}: the safety checker cannot be turned off with "
+                                      "this key (the operator allows it per tenant: "
+                                      "safety.tenants.<tenant>.allow_disable)", param=field)
+        return False
+
+    async def options(self, body, opts: RequestOptions, checked: bool,
+                      warnings: list[str]) -> TaskOptions:
+        """The task options of a generation or edit request (body fields and headers). A task
+        whose images will be checked streams no previews: they would show what the checker
+        has not seen."""
+        if body.preview and checked:
+            warnings.append("preview is off: this task's images are checked by the safety "
+                            "checker before anything of them is shown")
         cancel_after = opts.cancel_after_s or body.cancel_after
         digest = None
         if opts.idempotency_key is not None:  # the same key must come with the same request
@@ -145,7 +174,7 @@ class Submitter:
             await netguard.resolve_async(body.webhook, param="webhook",
                                          allow_private=self.config.inputs.allow_private_urls,
                                          error=WebhookURLError)
-        return TaskOptions(cancel_after_s=cancel_after, preview=body.preview,
+        return TaskOptions(cancel_after_s=cancel_after, preview=body.preview and not checked,
                            webhook=body.webhook,
                            webhook_events=tuple(dict.fromkeys(body.webhook_events_filter)),
                            idempotency_key=opts.idempotency_key, body_hash=digest)

@@ -239,6 +239,33 @@ class CatalogSettings(_Strict):
         "licence that needs acceptance is callable by name only when listed here")
 
 
+class SafetyTenantSettings(_Strict):
+    allow_disable: bool = Field(False, description="the tenant may turn the checker off per "
+                                "request (safety_checker: false, fal's enable_safety_checker: "
+                                "false, Replicate's disable_safety_checker: true)")
+
+
+class SafetySettings(_Strict):
+    """The safety checker every output image passes before it is stored ([safety](safety.md))."""
+
+    checker: str | None = Field(
+        None, description="a transformers image-classification model: a Hugging Face repo id "
+        "(Falconsai/nsfw_image_detection), a directory under the models directory, or "
+        "tessera/tiny-safety-checker (TESSERA_SAFETY_CHECKER); None: images are unchecked")
+    flagged_labels: list[str] = Field(["nsfw"], min_length=1,
+                                      description="the checker's labels that flag an image")
+    threshold: float = Field(0.5, ge=0, le=1, description="an image is flagged when the summed "
+                             "probability of the flagged labels reaches it")
+    action: Literal["flag", "blur", "block"] = Field(
+        "blur", description="flag: keep the image, marked; blur: store a heavily blurred image "
+        "instead; block: store a black image of the same size instead")
+    tenants: dict[str, SafetyTenantSettings] = Field(default_factory=dict)
+
+    def may_disable(self, tenant: str) -> bool:
+        settings = self.tenants.get(tenant)
+        return settings is not None and settings.allow_disable
+
+
 class CompatSettings(_Strict):
     """The compatibility dialects (OpenAI, hosted services' APIs)."""
 
@@ -328,6 +355,7 @@ class TesseraConfig(_Strict):
     catalog: CatalogSettings = CatalogSettings()
     loras: LoraSettings = LoraSettings()
     compat: CompatSettings = CompatSettings()
+    safety: SafetySettings = SafetySettings()
     tracing: TracingSettings = TracingSettings()
     build_tiny_models: bool = True
 
@@ -365,6 +393,7 @@ ENV_VARS = {
     "TESSERA_OTLP_ENDPOINT": ("tracing", "otlp_endpoint"),
     "TESSERA_ALLOW_PRIVATE_URLS": ("inputs", "allow_private_urls"),
     "TESSERA_WEBHOOK_SIGNING_KEY": ("webhooks", "signing_key"),
+    "TESSERA_SAFETY_CHECKER": ("safety", "checker"),
 }
 
 

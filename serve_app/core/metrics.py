@@ -53,5 +53,7 @@ def _metrics():
                                tag_keys=("family",))
         storage = Histogram("tessera_storage_seconds", "output store calls",
                             boundaries=LATENCY_BUCKETS, tag_keys=("op",))
+        safety_flagged = Counter("tessera_safety_flagged_total", "output images the safety "
+                                 "checker flagged", tag_keys=("family",))
 
     return Metrics

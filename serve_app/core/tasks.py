@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from serve_app.core.errors import InvalidTransitionError
 from serve_app.core.models import ModelSource
-from serve_app.core.types import GenerateParams, GenerateResult, StoredImage
+from serve_app.core.types import GenerateParams, GenerateResult, SafetyReport, StoredImage
 
 TaskStatus = Literal["queued", "in_progress", "completed", "failed", "canceled", "aborted"]
 STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
@@ -73,6 +73,7 @@ class TaskOutput(BaseModel):
     height: int
     usage: Usage
     timings_ms: dict[str, float] = {}
+    safety: SafetyReport | None = None
 
 
 class Origin(BaseModel):
@@ -161,7 +162,7 @@ class Task(BaseModel):
             runtime_ms=round((now - (self.started_at or now)) * 1000, 2))
         self.transition(COMPLETED, now, result=TaskOutput(
             images=output.images, width=output.width, height=output.height, usage=usage,
-            timings_ms=output.timings_ms))
+            timings_ms=output.timings_ms, safety=output.safety))
 
     def fail(self, code: str, message: str, now: float | None = None) -> None:
         self.transition(FAILED, now, error=TaskError(code=code, message=message))

@@ -80,6 +80,8 @@ class GenerateParams(BaseModel):
     mask_key: str | None = None
     # applied unfused, in this order; tasks share a call only with the same list
     loras: list[AdapterRef] = []
+    # the replica's safety checker looks at the images before they are stored
+    safety_check: bool = False
 
 
 class GenerateRequest(BaseModel):
@@ -118,6 +120,15 @@ class StoredImage(BaseModel):
     seed: int
     bytes: int
     content_type: str
+    nsfw: bool | None = None  # the safety checker's verdict; None: not checked
+
+
+class SafetyReport(BaseModel):
+    """What the safety checker did to a task's images."""
+
+    checker: str
+    action: Literal["flag", "blur", "block"]
+    flagged: int  # how many of the task's images it flagged
 
 
 class GenerateResult(BaseModel):
@@ -128,6 +139,7 @@ class GenerateResult(BaseModel):
     width: int  # what was made: some pipelines pick their own size
     height: int
     timings_ms: dict[str, float] = {}
+    safety: SafetyReport | None = None  # None: no checker looked at them
 
 
 GenerateEvent = Annotated[Union[Started, Step, GenerateResult], Field(discriminator="kind")]

@@ -82,8 +82,9 @@ async def result(task: Task, store: OutputStore, base_url: str, url_ttl_s: int) 
                        "height": out.height})
     runtime = out.usage.runtime_ms
     return {"images": images, "seed": out.images[0].seed if out.images else None,
-            # no safety checker looks at images yet: null is unchecked, not "safe"
-            "has_nsfw_concepts": [None] * len(images), "prompt": task.params.prompt,
+            # null: no safety checker looked at the image (none is configured), not "safe"
+            "has_nsfw_concepts": [image.nsfw for image in out.images],
+            "prompt": task.params.prompt,
             "timings": {"inference": round(runtime / 1000, 3) if runtime else None}}
 
 

@@ -3,7 +3,8 @@ the Replicate routes and the webhook sender render it (`api/dialects/replicate.p
 routes and the request schema).
 
 Statuses: queued is `starting`, running `processing`, then `succeeded`, `failed` or `canceled`
-(aborted too). Replicate's Python client (1.0.x) treats every status but `starting` as final
+(aborted too). A prediction whose every image the safety checker blocked has failed, with
+Replicate's own words. Replicate's Python client (1.0.x) treats every status but `starting` as final
 when it asked to wait, so a prediction answered after a `Prefer: wait` that ran out says
 `starting` however far it got. The logs carry one tqdm-style progress line, which the client
 parses into `prediction.progress`.
@@ -25,6 +26,7 @@ STATUSES: dict[str, PredictionStatus] = {
     "queued": "starting", "in_progress": "processing", "completed": "succeeded",
     "failed": "failed", "canceled": "canceled", "aborted": "canceled"}
 API = "replicate/v1"
+NSFW = "NSFW content detected. Try running it again, or try a different prompt."
 
 
 class Prediction(BaseModel):
@@ -93,6 +95,9 @@ async def prediction(task: Task, store: OutputStore, base_url: str, url_ttl_s: i
     if task.completed_at is not None:
         metrics["total_time"] = round(task.completed_at - task.created_at, 3)
     error = task.error.message if task.status == "failed" and task.error else None
+    if out is not None and out.safety is not None and out.safety.action == "block" and (
+            out.safety.flagged == len(out.images)):
+        status, output, error = "failed", None, NSFW
     name = model_name(task)
     get = f"{base_url}{API}/predictions/{task.id}"
     inputs = (task.origin.input if task.origin is not None and task.origin.dialect ==

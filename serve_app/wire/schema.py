@@ -31,6 +31,7 @@ from serve_app.core.types import (
     AdapterRef,
     GenerateParams,
     ParameterSpec,
+    SafetyReport,
     TaskKind,
 )
 
@@ -216,6 +217,8 @@ class _ImageRequest(_Request):
                                     "applied unfused in this order (at most 4)")
     lora_scale: float | None = Field(None, ge=-LORA_SCALE, le=LORA_SCALE, description="a "
                                      "LoRA model's own adapter scale (default 1.0)")
+    safety_checker: bool = Field(True, description="false: this task's images are not "
+                                 "checked (only for keys the operator allows it)")
 
     @field_validator("cancel_after")
     @classmethod
@@ -289,7 +292,8 @@ class _ImageRequest(_Request):
                            task: TaskKind = "text-to-image",
                            size: tuple[int, int] | None = None,
                            image_keys: list[str] | None = None, mask_key: str | None = None,
-                           loras: list[AdapterRef] | None = None) -> GenerateParams:
+                           loras: list[AdapterRef] | None = None,
+                           safety_check: bool = False) -> GenerateParams:
         """The pipeline parameters, the model's defaults and bounds applied (`rules`); what was
         adjusted on the way is added to `warnings`. `size` is `output_size`'s where the caller
         needed it first (an edit's mask is stored at it)."""
@@ -301,7 +305,7 @@ class _ImageRequest(_Request):
             guidance_scale=resolve_guidance(self.guidance_scale, spec, warnings),
             seeds=seeds_for(self.seed, self.count), output_format=self.output_format,
             strength=self.task_strength(task, spec), image_keys=image_keys or [],
-            mask_key=mask_key, loras=loras or [])
+            mask_key=mask_key, loras=loras or [], safety_check=safety_check)
 
     def task_strength(self, task: str, spec: ParameterSpec) -> float | None:
         return None
@@ -436,6 +440,8 @@ class ImageData(BaseModel):
     b64_json: str | None = None
     seed: int
     content_type: str
+    nsfw: bool | None = Field(None, description="the safety checker flagged it; null: not "
+                              "checked")
 
 
 class TaskResult(BaseModel):
@@ -445,6 +451,9 @@ class TaskResult(BaseModel):
     width: int
     height: int
     timings_ms: dict[str, float] = {}
+    safety: SafetyReport | None = Field(None, description="what the safety checker did: its "
+                                        "name, its action, how many images it flagged; null: "
+                                        "the images were not checked")
 
 
 class AdapterUse(BaseModel):
@@ -472,6 +481,8 @@ class TaskRequest(BaseModel):
     n: int
     response_format: Literal["url", "b64_json"]
     loras: list[AdapterUse] = []
+    safety_checker: bool = Field(False, description="whether the safety checker looks at its "
+                                 "images")
 
 
 class TaskView(BaseModel):

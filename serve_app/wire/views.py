@@ -40,7 +40,7 @@ def task_request(task: Task) -> TaskRequest:
         **p.model_dump(include={"task", "prompt", "negative_prompt", "width", "height",
                                 "num_inference_steps", "guidance_scale", "strength", "seeds",
                                 "output_format"}),
-        n=len(p.seeds), response_format=task.response_format,
+        n=len(p.seeds), response_format=task.response_format, safety_checker=p.safety_check,
         loras=[AdapterUse(path=a.path, scale=a.scale, sha256=a.sha256) for a in p.loras])
 
 
@@ -53,7 +53,7 @@ async def render_task(task: Task, store: OutputStore, base_url: str, url_ttl_s: 
         want_b64 = with_b64 and task.response_format == "b64_json"
         data = []
         for image in out.images:
-            item = {"seed": image.seed, "content_type": image.content_type,
+            item = {"seed": image.seed, "content_type": image.content_type, "nsfw": image.nsfw,
                     "url": store.url(image.key, base_url, url_ttl_s)}
             if want_b64:
                 item["b64_json"] = base64.b64encode(await store.get_async(image.key)).decode()
@@ -62,7 +62,7 @@ async def render_task(task: Task, store: OutputStore, base_url: str, url_ttl_s: 
                                                   datetime.timezone.utc)
         view.result = TaskResult(created=created.strftime("%Y-%m-%dT%H:%M:%S"), data=data,
                                  usage=out.usage, width=out.width, height=out.height,
-                                 timings_ms=out.timings_ms)
+                                 timings_ms=out.timings_ms, safety=out.safety)
     return view
 
 

@@ -65,7 +65,7 @@ class InferenceStatus(BaseModel):
 
 class DeepInfraResponse(BaseModel):
     images: list[str]
-    # no safety checker runs yet: null per image means unchecked, not "safe"
+    # null per image: no safety checker looked at it (none is configured), not "safe"
     nsfw_content_detected: list[bool | None]
     seed: int
     request_id: str | None
@@ -95,7 +95,8 @@ def deepinfra_answer(view: TaskView) -> DeepInfraResponse:
     result = view.result
     images = [f"data:{d.content_type};base64,{d.b64_json}" for d in result.data]
     return DeepInfraResponse(
-        images=images, nsfw_content_detected=[None] * len(images), seed=result.data[0].seed,
+        images=images, nsfw_content_detected=[d.nsfw for d in result.data],
+        seed=result.data[0].seed,
         request_id=view.id, inference_status=InferenceStatus(
             status="succeeded", runtime_ms=result.usage.runtime_ms or round(
                 ((view.completed_at or time.time()) - view.created_at) * 1000, 2),

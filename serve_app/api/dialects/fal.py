@@ -102,6 +102,8 @@ class FalInput(BaseModel):
                                     else self.image_size.model_dump())
         if self.num_images is not None:
             native["n"] = self.num_images
+        if not self.enable_safety_checker:
+            native["safety_checker"] = False
         if self.loras:
             native["loras"] = [lora.model_dump() for lora in self.loras]
         if webhook is not None:

@@ -108,6 +108,8 @@ class ReplicateInput(BaseModel):
             native["width"], native["height"] = size
         if self.num_outputs is not None:
             native["n"] = self.num_outputs
+        if self.disable_safety_checker:
+            native["safety_checker"] = False
         guidance = self.guidance_scale if self.guidance_scale is not None else self.guidance
         if guidance is not None:
             native["guidance_scale"] = guidance
