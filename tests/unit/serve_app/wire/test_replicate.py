@@ -44,3 +44,23 @@ def test_a_native_task_as_a_prediction(tmp_path):
     canceled = make_task()
     canceled.cancel()
     assert view(canceled, tmp_path).status == "canceled"
+
+
+def test_a_prediction_whose_every_image_was_blocked_fails_in_replicates_words(tmp_path):
+    from serve_app.core.types import SafetyReport
+
+    def ended(flagged: list[bool], action: str):
+        task = make_task(seeds=list(range(len(flagged))))
+        task.transition("in_progress", now=101.0)
+        images = [StoredImage(key=f"a/2026/01/01/t1/{i}.png", seed=i, bytes=1,
+                              content_type="image/png", nsfw=f) for i, f in enumerate(flagged)]
+        task.complete(GenerateResult(images=images, width=64, height=64, safety=SafetyReport(
+            checker="c", action=action, flagged=sum(flagged))), now=102.0)
+        return view(task, tmp_path)
+
+    blocked = ended([True, True], "block")
+    assert (blocked.status, blocked.output) == ("failed", None)
+    assert blocked.error == ("NSFW content detected. Try running it again, or try a different "
+                             "prompt.")
+    assert ended([True, False], "block").status == "succeeded"  # one of them is fine
+    assert ended([True, True], "blur").status == "succeeded"  # blurred: still an output
