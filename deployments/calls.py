@@ -20,8 +20,7 @@ from deployments.invariance import invariant_execution
 from deployments.loading import PipelineCache, source_parameters
 from deployments.optimize import set_vae_tiling, timed
 from serve_app.core.config import OptimizationSettings
-from serve_app.core.models import ModelSource
-from serve_app.core.types import FamilySpec, GenerateParams, GenerateRequest
+from serve_app.core.types import FamilySpec, GenerateParams, GenerateRequest, ModelSource
 
 
 @dataclass

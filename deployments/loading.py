@@ -23,8 +23,7 @@ from deployments.invariance import make_batch_invariant
 from deployments.optimize import optimize_pipeline
 from deployments.registry import FAMILIES
 from serve_app.core.config import OptimizationSettings
-from serve_app.core.models import ModelSource
-from serve_app.core.types import FamilySpec, ParameterSpec
+from serve_app.core.types import FamilySpec, ModelSource, ParameterSpec
 
 logger = logging.getLogger("tessera.family")
 

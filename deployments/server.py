@@ -32,7 +32,6 @@ from deployments.safety import SafetyChecker, checker_source
 from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import TaskCanceled
 from serve_app.core.metrics import m
-from serve_app.core.models import ModelSource
 from serve_app.core.storage import make_store
 from serve_app.core.telemetry import (
     extract,
@@ -44,6 +43,7 @@ from serve_app.core.telemetry import (
 from serve_app.core.types import (
     GenerateEvent,
     GenerateRequest,
+    ModelSource,
     SafetyReport,
     Started,
     Step,

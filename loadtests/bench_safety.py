@@ -69,8 +69,7 @@ def cpu_run(repeats: int) -> dict:
     from deployments.registry import FAMILIES
     from deployments.safety import TINY_CHECKER, checker_source
     from serve_app.core.config import SafetySettings
-    from serve_app.core.models import ModelSource
-    from serve_app.core.types import GenerateParams, GenerateRequest
+    from serve_app.core.types import GenerateParams, GenerateRequest, ModelSource
 
     quiet_libraries()
     work = Path(tempfile.mkdtemp(prefix="tessera-bench-safety-"))

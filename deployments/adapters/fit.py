@@ -12,7 +12,7 @@ from pathlib import Path
 from deployments import tiny
 from deployments.adapters.files import MAX_HEADER_BYTES, header_shapes
 from serve_app.core.errors import TesseraError
-from serve_app.core.models import ModelSource
+from serve_app.core.types import ModelSource
 
 # a LoRA matrix in diffusers' (peft's) naming, after the loader's own format conversion:
 # <component>.<module path>.<lora_A|lora_B>[.<adapter name>].weight

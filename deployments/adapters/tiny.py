@@ -15,7 +15,7 @@ from pathlib import Path
 
 from deployments.adapters.sources import WEIGHTS, tiny_lora_path
 from deployments.registry import FAMILIES
-from serve_app.core.models import TINY_PREFIX
+from serve_app.core.types import TINY_PREFIX
 
 # attention projections: the layers LoRAs of every diffusers denoiser here touch
 TARGETS = ("to_q", "to_k", "to_v", "to_out.0")

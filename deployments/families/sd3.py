@@ -21,7 +21,7 @@ def build_tiny(path: str) -> None:
     tok, tok3 = tiny.clip_tokenizer(), tiny.t5_tokenizer()
     torch.manual_seed(0)
     transformer = SD3Transformer2DModel(
-        sample_size=32, patch_size=1, in_channels=16, num_layers=1, attention_head_dim=8,
+        sample_size=32, patch_size=1, in_channels=16, num_layers=2, attention_head_dim=8,
         num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=32,
         pooled_projection_dim=64, out_channels=16)
     StableDiffusion3Pipeline(

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from serve_app.core.models import ModelSource
+from serve_app.core.types import ModelSource
 
 
 class _Strict(BaseModel):

@@ -17,12 +17,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from serve_app.core.errors import LoraUnreachableError
-from serve_app.core.types import ParameterSpec
+from serve_app.core.types import TINY_PREFIX, ModelSource, ParameterSpec
 
 TENANT_MODEL_PREFIX = "tm_"
-# the built-in tiny random-weight checkpoint of each family is `tessera/tiny-<family>`, and its
-# tiny LoRA repository `tessera/tiny-<family>-lora`
-TINY_PREFIX = "tessera/tiny-"
+# a family's built-in tiny LoRA repository is `tessera/tiny-<family>-lora`
 TINY_LORA_SUFFIX = "-lora"
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
@@ -42,40 +40,6 @@ def new_model_id(hf_model_id: str) -> str:
     name = hf_model_id.rstrip("/").split("/")[-1].lower()
     slug = re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:40] or "model"
     return f"{TENANT_MODEL_PREFIX}{slug}_{secrets.token_hex(4)}"
-
-
-def tiny_family(name: str) -> str | None:
-    """The family of a built-in tiny checkpoint id (`tessera/tiny-<family>`), or None."""
-    return name[len(TINY_PREFIX):] if name.startswith(TINY_PREFIX) else None
-
-
-class ModelSource(BaseModel):
-    """What a family server loads: a checkpoint (a built-in tiny id, a directory under the
-    models directory, or a Hugging Face repo id) and, for a fine-tune shipped as transformer
-    weights alone, where those are (a repo id or a directory) to load over its transformer."""
-
-    model_config = ConfigDict(frozen=True)
-
-    base: str
-    transformer: str | None = None
-
-    @property
-    def key(self) -> str:
-        """The model's id among a family server's multiplexed models (Serve's
-        multiplexed_model_id): this value as JSON, read back with `from_key`."""
-        return self.model_dump_json(exclude_none=True)
-
-    @classmethod
-    def from_key(cls, key: str) -> ModelSource:
-        return cls.model_validate_json(key)
-
-    @property
-    def tiny_family(self) -> str | None:
-        return tiny_family(self.base)
-
-    def __str__(self) -> str:
-        return self.base if self.transformer is None else (
-            f"{self.base} (transformer: {self.transformer})")
 
 
 AdapterKind = Literal["model", "url", "tiny", "hub", "local"]

@@ -19,8 +19,13 @@ from typing import Any, Literal, get_args
 from pydantic import BaseModel, Field
 
 from serve_app.core.errors import InvalidTransitionError
-from serve_app.core.models import ModelSource
-from serve_app.core.types import GenerateParams, GenerateResult, SafetyReport, StoredImage
+from serve_app.core.types import (
+    GenerateParams,
+    GenerateResult,
+    ModelSource,
+    SafetyReport,
+    StoredImage,
+)
 
 TaskStatus = Literal["queued", "in_progress", "completed", "failed", "canceled", "aborted"]
 STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)

@@ -14,8 +14,45 @@ from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-TaskKind = Literal["text-to-image", "image-to-image", "inpaint", "edit"]
+TaskKind = Literal["text-to-image", "image-to-image", "inpaint", "edit", "upscale"]
 OutputFormat = Literal["png", "jpeg", "webp"]
+# the built-in tiny random-weight checkpoint of each family is `tessera/tiny-<family>`; tiny
+# helper models (ControlNets, priors, adapters, depth) are `tessera/tiny-<name>` too
+TINY_PREFIX = "tessera/tiny-"
+
+
+def tiny_family(name: str) -> str | None:
+    """The family of a built-in tiny checkpoint id (`tessera/tiny-<family>`), or None."""
+    return name[len(TINY_PREFIX):] if name.startswith(TINY_PREFIX) else None
+
+
+class ModelSource(BaseModel):
+    """What a family server loads: a checkpoint (a built-in tiny id, a directory under the
+    models directory, or a Hugging Face repo id) and, for a fine-tune shipped as transformer
+    weights alone, where those are (a repo id or a directory) to load over its transformer."""
+
+    model_config = ConfigDict(frozen=True)
+
+    base: str
+    transformer: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The model's id among a family server's multiplexed models (Serve's
+        multiplexed_model_id): this value as JSON, read back with `from_key`."""
+        return self.model_dump_json(exclude_none=True)
+
+    @classmethod
+    def from_key(cls, key: str) -> ModelSource:
+        return cls.model_validate_json(key)
+
+    @property
+    def tiny_family(self) -> str | None:
+        return tiny_family(self.base)
+
+    def __str__(self) -> str:
+        return self.base if self.transformer is None else (
+            f"{self.base} (transformer: {self.transformer})")
 
 
 class ParameterSpec(BaseModel):

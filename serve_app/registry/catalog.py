@@ -10,8 +10,8 @@ import importlib.util
 from dataclasses import dataclass
 
 from deployments.registry import FAMILIES
-from serve_app.core.models import TINY_PREFIX, ModelRecord, ModelSource
-from serve_app.core.types import ParameterSpec
+from serve_app.core.models import ModelRecord
+from serve_app.core.types import TINY_PREFIX, ModelSource, ParameterSpec
 
 # Licences that allow commercial use without a separate agreement.
 PERMISSIVE_LICENSES = {

@@ -31,16 +31,9 @@ from serve_app.core.hub import (
     hub_unreachable,
     read_model_card,
 )
-from serve_app.core.models import (
-    HUB_ADAPTER_RE,
-    TINY_PREFIX,
-    AdapterSource,
-    ModelRecord,
-    ModelSource,
-    Validation,
-    tiny_family,
-)
+from serve_app.core.models import HUB_ADAPTER_RE, AdapterSource, ModelRecord, Validation
 from serve_app.core.paths import models_dir_path
+from serve_app.core.types import TINY_PREFIX, ModelSource, tiny_family
 from serve_app.registry.catalog import CATALOG, find_entry, model_terms
 
 logger = logging.getLogger("tessera.validation")

@@ -13,8 +13,7 @@ from deployments.loading import load_pipeline
 from deployments.optimize import optimize_pipeline
 from deployments.registry import FAMILIES
 from serve_app.core.config import OptimizationSettings
-from serve_app.core.models import ModelSource
-from serve_app.core.types import GenerateParams, GenerateRequest
+from serve_app.core.types import GenerateParams, GenerateRequest, ModelSource
 
 SOURCE = ModelSource(base="tessera/tiny-flux")
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from sqlalchemy import insert
 
 from serve_app.core.config import TesseraConfig
-from serve_app.core.models import AdapterSource, ModelSource, Validation
+from serve_app.core.models import AdapterSource, Validation
+from serve_app.core.types import ModelSource
 from serve_app.db import registry as registry_rows
 from serve_app.db import tasks as task_rows
 from serve_app.db.engine import MIGRATIONS, make_engine, migrate

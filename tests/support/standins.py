@@ -8,9 +8,8 @@ import time
 
 from serve_app.core.config import load_config
 from serve_app.core.errors import ServiceUnavailableError
-from serve_app.core.models import ModelSource
 from serve_app.core.tasks import Task
-from serve_app.core.types import GenerateParams, GenerateResult, Started, StoredImage
+from serve_app.core.types import GenerateParams, GenerateResult, ModelSource, Started, StoredImage
 
 
 class Stream:

@@ -13,7 +13,7 @@ from deployments.adapters.tiny import build_tiny_lora, ensure_tiny_lora
 from deployments.calls import PipelineCalls
 from deployments.loading import load_pipeline
 from deployments.registry import FAMILIES
-from serve_app.core.models import ModelSource
+from serve_app.core.types import ModelSource
 
 TINY_FLUX = ModelSource(base="tessera/tiny-flux")
 

@@ -14,7 +14,7 @@ from deployments.loading import load_pipeline
 from deployments.registry import FAMILIES
 from serve_app.core.config import OptimizationSettings
 from serve_app.core.errors import LoraIncompatibleError, LoraInvalidError
-from serve_app.core.models import ModelSource
+from serve_app.core.types import ModelSource
 from tests.support.adapters import job, ref, run
 
 pytestmark = pytest.mark.slow

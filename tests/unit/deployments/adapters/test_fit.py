@@ -7,7 +7,7 @@ from deployments.adapters.files import header_shapes
 from deployments.adapters.fit import base_shapes, checkpoint_shapes, misfits, prefixed
 from deployments.adapters.sources import WEIGHTS
 from deployments.adapters.tiny import ensure_tiny_lora
-from serve_app.core.models import ModelSource
+from serve_app.core.types import ModelSource
 
 
 def test_header_shapes_check_an_adapter_without_loading_the_base(flux):

@@ -21,8 +21,8 @@ from serve_app.core.errors import (
     PayloadTooLargeError,
     UnknownModelError,
 )
-from serve_app.core.models import AdapterSource, ModelRecord, ModelSource
-from serve_app.core.types import ParameterSpec
+from serve_app.core.models import AdapterSource, ModelRecord
+from serve_app.core.types import ModelSource, ParameterSpec
 
 ADAPTER = save({"transformer.a.to_q.lora_A.weight": torch.ones(2, 4),
                 "transformer.a.to_q.lora_B.weight": torch.ones(4, 2)})

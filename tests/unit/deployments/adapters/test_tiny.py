@@ -15,7 +15,8 @@ from deployments.adapters.tiny import build_tiny_lora, ensure_tiny_lora
 from deployments.calls import PipelineCalls
 from deployments.loading import load_pipeline
 from deployments.registry import FAMILIES
-from serve_app.core.models import TINY_PREFIX, AdapterSource, ModelSource
+from serve_app.core.models import AdapterSource
+from serve_app.core.types import TINY_PREFIX, ModelSource
 from tests.support.adapters import job, ref, run
 from tests.support.families import family_param
 

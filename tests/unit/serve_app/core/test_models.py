@@ -6,13 +6,8 @@ from __future__ import annotations
 import pytest
 
 from serve_app.core.errors import LoraUnreachableError
-from serve_app.core.models import (
-    AdapterSource,
-    ModelSource,
-    is_tenant_model,
-    new_model_id,
-    tiny_family,
-)
+from serve_app.core.models import AdapterSource, is_tenant_model, new_model_id
+from serve_app.core.types import ModelSource, tiny_family
 
 
 def test_a_model_source_round_trips_through_its_multiplexed_key():

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from serve_app.core.models import AdapterSource, ModelRecord, ModelSource, Validation
+from serve_app.core.models import AdapterSource, ModelRecord, Validation
 from serve_app.core.tasks import Task
+from serve_app.core.types import ModelSource
 from serve_app.db import legacy
 
 ROWS = json.loads((Path(__file__).resolve().parents[3] / "support" /

@@ -20,7 +20,7 @@ def test_licences_and_prices():
 
 def test_a_catalog_model_is_a_record_with_its_terms():
     from serve_app.core.config import TesseraConfig
-    from serve_app.core.models import ModelSource
+    from serve_app.core.types import ModelSource
     from serve_app.registry.catalog import catalog_record
 
     config = TesseraConfig(catalog={"accepted_licenses": ["flux-1-dev-non-commercial-license"]})

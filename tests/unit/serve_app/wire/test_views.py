@@ -3,8 +3,8 @@ family, and no server path in any answer."""
 
 from __future__ import annotations
 
-from serve_app.core.models import AdapterSource, ModelRecord, ModelSource, Validation
-from serve_app.core.types import AdapterRef, ParameterSpec
+from serve_app.core.models import AdapterSource, ModelRecord, Validation
+from serve_app.core.types import AdapterRef, ModelSource, ParameterSpec
 from serve_app.wire.views import model_info, task_request, validation_view
 from tests.support.standins import make_task
 

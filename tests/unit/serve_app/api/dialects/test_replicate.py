@@ -13,8 +13,8 @@ from serve_app.api.dialects.replicate import (
     openapi_schema,
 )
 from serve_app.core.errors import InvalidRequestError, UnknownModelError
-from serve_app.core.models import ModelRecord, ModelSource
-from serve_app.core.types import ParameterSpec
+from serve_app.core.models import ModelRecord
+from serve_app.core.types import ModelSource, ParameterSpec
 from serve_app.registry.catalog import CATALOG, find_entry
 
 FILES = "https://h:1/replicate/v1/files/"
