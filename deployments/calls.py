@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from deployments.adapters.cache import AdapterCache
+from deployments.conditioning import Conditioning
 from deployments.invariance import invariant_execution
 from deployments.loading import PipelineCache, source_parameters
 from deployments.optimize import set_vae_tiling, timed
+from deployments.upscale import upscaled
 from serve_app.core.config import OptimizationSettings
 from serve_app.core.types import FamilySpec, GenerateParams, GenerateRequest, ModelSource
 
@@ -31,6 +33,8 @@ class Job:
     context: Any = None  # OpenTelemetry context of the task's tessera.generate span
     images: list = field(default_factory=list)
     mask: Any = None
+    controls: list = field(default_factory=list)  # control images, one per ControlNet
+    references: list = field(default_factory=list)  # reference images
     started: asyncio.Event = field(default_factory=asyncio.Event)
     batch_tasks: int = 1
     steps: asyncio.Queue = field(default_factory=asyncio.Queue)  # Step events, as they happen
@@ -50,7 +54,8 @@ class PipelineCalls:
 
     def __init__(self, spec: FamilySpec, max_batch_images: int, device: str = "cpu",
                  batch_invariant: bool = True, opts: OptimizationSettings | None = None,
-                 adapters: AdapterCache | None = None):
+                 adapters: AdapterCache | None = None,
+                 conditioning: Conditioning | None = None):
         self.spec = spec
         self.max_batch_images = max_batch_images
         self.device = device
@@ -58,6 +63,7 @@ class PipelineCalls:
         self.opts = (opts or OptimizationSettings()).resolved(device)
         self.pipes = PipelineCache(spec)
         self.adapters = adapters or AdapterCache(0, 0, batch_invariant=batch_invariant)
+        self.conditioning = conditioning
 
     def batch_key(self, job: Job) -> tuple:
         """Jobs with equal keys can share one pipeline call."""
@@ -65,9 +71,13 @@ class PipelineCalls:
         key: tuple = (p.task, p.width, p.height, p.num_inference_steps, p.guidance_scale,
                       p.strength, p.negative_prompt is not None, p.mask_key is not None,
                       tuple((a.sha256, a.scale) for a in p.loras))
-        if p.image_keys and (p.task == "edit" or self.spec.multi_image):
+        if p.image_keys and (p.task in ("edit", "upscale") or self.spec.multi_image):
             # these pipelines take one (set of) input image(s) for the whole call
             key += (job.task_id,)
+        if self.conditioning is not None:
+            key += self.conditioning.batch_key(p)
+            if self.conditioning.runs_alone(p):
+                key += (job.task_id,)
         if self.spec.single_prompt or self.spec.batch_by_prompt:
             key += (p.prompt, p.negative_prompt)
         return key
@@ -83,9 +93,11 @@ class PipelineCalls:
             chunks[-1].append(job)
         return [chunk for chunks in groups.values() for chunk in chunks]
 
-    def call_kwargs(self, pipe, group: list[Job]) -> dict:
+    def call_kwargs(self, pipe, group: list[Job], base=None) -> dict:
         """One pipeline call for a group of compatible jobs, keeping only the keywords this
-        pipeline's __call__ takes. Everything per image is listed image by image."""
+        pipeline's __call__ takes. Everything per image is listed image by image; control and
+        reference images come in through the replica's `Conditioning` (which needs the
+        loaded `base`)."""
         import torch
 
         first = group[0].params
@@ -125,6 +137,10 @@ class PipelineCalls:
             kwargs["mask_image"] = per_image(lambda j: j.mask)
         if first.strength is not None:
             kwargs["strength"] = first.strength
+        if self.conditioning is not None:
+            kwargs.update(self.conditioning.control_kwargs(group, first.width, first.height))
+            kwargs.update(self.conditioning.reference_kwargs(
+                base, group, {k: v for k, v in kwargs.items() if k == "max_sequence_length"}))
         accepted = inspect.signature(pipe.__call__).parameters
         return {k: v for k, v in kwargs.items() if k in accepted}
 
@@ -135,19 +151,58 @@ class PipelineCalls:
         it raises ends the call there."""
         import torch
 
-        pipe = self.pipes.pipeline_for(base, group[0].params.task)
         first = group[0].params
-        # on the base: the task's pipeline shares its modules (from_pipe)
-        self.adapters.activate(base, first.loras)
-        set_vae_tiling(pipe, first.width * first.height, self.opts.vae_tiling_min_pixels)
-        kwargs = self.call_kwargs(pipe, group)
-        if on_step is not None:
-            kwargs.update(step_callback(pipe, lambda *a: on_step(pipe, *a),
-                                        group[0].params.num_inference_steps))
+        if first.task == "upscale":  # an upscaler family's one task: the model as loaded
+            with torch.inference_mode():
+                return [self.upscale(base, job, on_step) for job in group]
+        pipe = self.pipes.pipeline_for(base, first.task)
         invariant = (invariant_execution(self.device) if self.batch_invariant
                      else contextlib.nullcontext())
-        with torch.inference_mode(), invariant:
+        # on the base: the task's pipeline shares its modules (from_pipe)
+        self.adapters.activate(base, first.loras)
+        if self.conditioning is not None:
+            pipe = self.conditioning.pipeline(base, pipe, group)
+            self.conditioning.activate_references(base, group)
+        set_vae_tiling(pipe, first.width * first.height, self.opts.vae_tiling_min_pixels)
+        seeded = (self.conditioning.seeded(group) if self.conditioning is not None
+                  else contextlib.nullcontext())
+        with torch.inference_mode(), invariant, seeded:
+            # inside: preparing control and reference images runs their models
+            kwargs = self.call_kwargs(pipe, group, base)
+            if on_step is not None:
+                kwargs.update(step_callback(pipe, lambda *a: on_step(pipe, *a),
+                                            first.num_inference_steps))
             return pil_images(pipe(**kwargs).images)
+
+    def upscale(self, pipe, job: Job, on_step: Callable | None = None):
+        """An upscale task's one image, tile by tile (`deployments.upscale`); each batch of
+        tiles is reported as a step. A diffusion upscaler's tiles each get their own generator,
+        seeded from the task's seed and the tile's place."""
+        import torch
+
+        p = job.params
+        accepted = inspect.signature(pipe.__call__).parameters
+        constants = {k: v(p) if callable(v) else v for k, v in self.spec.call_kwargs.items()}
+        done = [0]
+
+        def run_tiles(tiles: list) -> list:
+            kwargs = {**constants, "image": tiles, "prompt": [p.prompt] * len(tiles),
+                      "num_inference_steps": p.num_inference_steps, "output_type": "pt",
+                      "generator": [torch.Generator("cpu").manual_seed(p.seeds[0] + done[0] + i)
+                                    for i in range(len(tiles))]}
+            if p.guidance_scale is not None and self.spec.guidance_kwarg:
+                kwargs[self.spec.guidance_kwarg] = p.guidance_scale
+            if p.negative_prompt:
+                kwargs["negative_prompt"] = [p.negative_prompt] * len(tiles)
+            done[0] += len(tiles)
+            return pil_images(pipe(**{k: v for k, v in kwargs.items() if k in accepted}).images)
+
+        def on_tile(finished: int, total: int) -> None:
+            if on_step is not None:
+                on_step(pipe, finished, total, None)
+
+        return upscaled(job.images[0], p.upscale, run_tiles, tile=self.spec.upscale_tile,
+                        on_tile=on_tile)
 
 
     def warm_up(self, base, source: ModelSource, steps: int = 2) -> float:

@@ -69,7 +69,7 @@ def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
     (or is killed half-way) never leaves a half-written checkpoint behind.
     """
     path = tiny.checkpoint_path(data_dir, spec.name)
-    if (path / "model_index.json").exists():
+    if (path / spec.index_file).exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=path.parent))
@@ -78,7 +78,7 @@ def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
         try:
             os.rename(tmp, path)
         except OSError:
-            if not (path / "model_index.json").exists():
+            if not (path / spec.index_file).exists():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -107,18 +107,23 @@ def source_parameters(spec: FamilySpec, source: ModelSource) -> ParameterSpec:
 
 def load_pipeline(source: ModelSource, data_dir: str, device: str, dtype, batch_invariant: bool,
                   opts: OptimizationSettings | None = None, allow_pickle: bool = False,
-                  hotswap_rank: int | None = None):
+                  hotswap_rank: int | None = None, spec: FamilySpec | None = None):
     """The model's own pipeline class (from model_index.json), on the device, optimized per
-    the family's (device-resolved) settings. With `hotswap_rank` (compiled replicas) LoRA
+    the family's (device-resolved) settings; a family with a loader of its own (`spec.load`:
+    a transformers upscaler) loads through it. With `hotswap_rank` (compiled replicas) LoRA
     adapters are later swapped in place, so hot-swapping is enabled before compiling."""
     from diffusers import DiffusionPipeline
 
     started = time.perf_counter()
     path, transformer_weights = resolve_source(source, data_dir)
-    # use_safetensors: a component with only pickle weights fails to load instead of being
-    # unpickled (a tenant's checkpoint may be hostile), unless the operator allows pickles
-    pipe = DiffusionPipeline.from_pretrained(path, dtype=dtype,
-                                             use_safetensors=None if allow_pickle else True)
+    if spec is not None and spec.load is not None:
+        pipe = spec.load(path, dtype)  # safetensors only, whatever allow_pickle says
+    else:
+        # use_safetensors: a component with only pickle weights fails to load instead of
+        # being unpickled (a tenant's checkpoint may be hostile), unless the operator allows
+        # pickles
+        pipe = DiffusionPipeline.from_pretrained(
+            path, dtype=dtype, use_safetensors=None if allow_pickle else True)
     if transformer_weights:
         from safetensors.torch import load_file
 

@@ -16,7 +16,9 @@ from deployments.families import (
     qwen_image,
     qwen_image_edit,
     sd3,
+    sd_upscaler,
     sdxl,
+    swin2sr,
     z_image,
 )
 from serve_app.core.config import TesseraConfig, default_family_settings
@@ -24,7 +26,7 @@ from serve_app.core.types import FamilySpec
 
 FAMILIES: dict[str, FamilySpec] = {m.SPEC.name: m.SPEC for m in (
     flux, flux_fill, flux_kontext, sd3, sdxl, pixart, qwen_image, qwen_image_edit, z_image,
-    hunyuan_image, flux2, longcat)}
+    hunyuan_image, flux2, longcat, swin2sr, sd_upscaler)}
 
 
 def _by_pipeline_class() -> dict[str, str]:
@@ -44,6 +46,17 @@ def takes_loras(family: str) -> bool:
     """Whether requests for the family's models may name LoRA adapters."""
     spec = FAMILIES.get(family)
     return spec is not None and spec.takes_loras
+
+
+def family_for_controlnet(config: dict) -> FamilySpec | None:
+    """The family a ControlNet serves, from its config.json (its `_class_name`, and the values
+    that tell a shared class's bases apart); None: no family here runs it."""
+    for spec in FAMILIES.values():
+        control = spec.controlnet
+        if control is not None and config.get("_class_name") in control.model_classes and all(
+                config.get(k) == v for k, v in control.config_requires):
+            return spec
+    return None
 
 
 def family_for_pipeline(class_name: str) -> FamilySpec | None:

@@ -24,6 +24,7 @@ from ray import serve
 from deployments.adapters.cache import AdapterCache, refusal
 from deployments.batching import Batcher, run_groups
 from deployments.calls import Job, PipelineCalls
+from deployments.conditioning import Conditioning
 from deployments.loading import load_pipeline, pick_device, quiet_libraries
 from deployments.outputs import spans, store_outputs
 from deployments.previews import due, preview_uri
@@ -83,8 +84,13 @@ class FamilyServer:
             settings.lora_cpu_cache_bytes, settings.lora_device_cache_bytes,
             hotswap_rank=settings.lora_hotswap_rank if opts.compile else None,
             batch_invariant=invariant, refused=refusal(opts))
+        conditioning = Conditioning(
+            self.spec, self.config.data_dir, self.config.models_path, self.device, self.dtype,
+            batch_invariant=invariant,
+            max_controlnets=self.config.control.max_controlnets_per_replica)
         self.calls = PipelineCalls(self.spec, settings.max_batch_size, self.device,
-                                   batch_invariant=invariant, opts=opts, adapters=self.adapters)
+                                   batch_invariant=invariant, opts=opts, adapters=self.adapters,
+                                   conditioning=conditioning)
         # every output image passes it before it is stored (the start checked it loads)
         safety = self.config.safety
         self.checker = SafetyChecker(
@@ -121,7 +127,7 @@ class FamilyServer:
         pipe = load_pipeline(source, self.config.data_dir, self.device, self.dtype,
                              self.calls.batch_invariant, self.calls.opts,
                              allow_pickle=self.config.allow_pickle_weights,
-                             hotswap_rank=self.adapters.hotswap_rank)
+                             hotswap_rank=self.adapters.hotswap_rank, spec=self.spec)
         if self.calls.opts.warmup:
             warm = self.calls.warm_up(pipe, source)
             logger.info("cold start of %s: %.1f s (warm-up call %.1f s)", source,
@@ -277,8 +283,11 @@ class FamilyServer:
             data = await self.store.get_async(key)
             return await asyncio.to_thread(lambda: Image.open(io.BytesIO(data)).convert(mode))
 
-        job.images = [await load(k, "RGB") for k in job.params.image_keys]
-        job.mask = await load(job.params.mask_key, "L") if job.params.mask_key else None
+        params = job.params
+        job.images = [await load(k, "RGB") for k in params.image_keys]
+        job.mask = await load(params.mask_key, "L") if params.mask_key else None
+        job.controls = [await load(c.image_key, "RGB") for c in params.controlnets]
+        job.references = [await load(r.image_key, "RGB") for r in params.reference_images]
 
     async def _load_adapters(self, base, job: Job) -> None:
         """Each adapter the replica does not hold yet: its staged bytes from the store, checked

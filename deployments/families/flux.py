@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deployments import tiny
 from serve_app.core.types import (
+    ControlNetSpec,
     FamilySpec,
     ParameterSpec,
     tiny_parameters,
@@ -41,6 +42,11 @@ SPEC = FamilySpec(
     latent_rgb=LATENT_RGB,
     latent_rgb_bias=LATENT_RGB_BIAS,  # the default config keeps one FLUX replica up
     takes_loras=True,
+    # InstantX's and Shakker-Labs' ControlNets; the union ones take a control_mode
+    controlnet=ControlNetSpec(("FluxControlNetModel",), "FluxMultiControlNetModel",
+                              "FluxControlNetPipeline",
+                              takes_mode=True),
+    reference="redux",  # FLUX.1 Redux: image tokens beside the prompt's
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
 )

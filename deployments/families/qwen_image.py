@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deployments import tiny
 from serve_app.core.types import (
+    ControlNetSpec,
     FamilySpec,
     ParameterSpec,
     tiny_parameters,
@@ -32,6 +33,9 @@ SPEC = FamilySpec(
     call_kwargs={"max_sequence_length": 512},
     batch_by_prompt=True,  # its Qwen2.5-VL prompts are padded to the longest in a batch
     takes_loras=True,
+    controlnet=ControlNetSpec(("QwenImageControlNetModel",), "QwenImageMultiControlNetModel",
+                              "QwenImageControlNetPipeline",
+                              max_controlnets=1),  # diffusers runs one Qwen-Image ControlNet
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deployments import tiny
 from serve_app.core.types import (
+    ControlNetSpec,
     FamilySpec,
     ParameterSpec,
     tiny_parameters,
@@ -56,6 +57,9 @@ SPEC = FamilySpec(
     parameters=PARAMETERS,
     call_kwargs={"max_sequence_length": 256},
     takes_loras=True,
+    controlnet=ControlNetSpec(("SD3ControlNetModel",), "SD3MultiControlNetModel",
+                              "StableDiffusion3ControlNetPipeline",
+                              unseeded_encode=True),
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
     latent_rgb=LATENT_RGB,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deployments import tiny
 from serve_app.core.types import (
+    ControlNetSpec,
     FamilySpec,
     ParameterSpec,
     tiny_parameters,
@@ -49,6 +50,12 @@ SPEC = FamilySpec(
                "inpaint": "StableDiffusionXLInpaintPipeline"},
     parameters=PARAMETERS,
     takes_loras=True,
+    controlnet=ControlNetSpec(("ControlNetModel",), "MultiControlNetModel",
+                              "StableDiffusionXLControlNetPipeline",
+                              image_kwarg="image",
+                              # SD 1.5's ControlNets share the class, not the SDXL time ids
+                              config_requires=(("addition_embed_type", "text_time"),)),
+    reference="ip-adapter",
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
     latent_rgb=LATENT_RGB,

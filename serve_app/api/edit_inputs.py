@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import io
 
 from deployments.outputs import encode_image
@@ -83,7 +84,10 @@ class InputLoader:
         self.store = store
         self.models = models
 
-    async def load_image(self, tenant: str, ref, param: str, mode: str = "RGB"):
+    async def load_image(self, tenant: str, ref, param: str, mode: str = "RGB",
+                         max_pixels: int | None = None):
+        """The image `ref` names, decoded; larger than `max_pixels` (or the inputs' limit) is
+        413 before it is decoded."""
         limits = self.config.inputs
         kind, value = image_source(ref)
         if kind == "url":
@@ -102,9 +106,9 @@ class InputLoader:
         else:
             data = decode_base64(value, param=param, max_bytes=limits.max_image_bytes)
         # Decoding is CPU work: off the event loop.
+        cap = min(limits.max_image_pixels, max_pixels or limits.max_image_pixels)
         return await asyncio.to_thread(decode_image, data, param=param, mode=mode,
-                                       max_bytes=limits.max_image_bytes,
-                                       max_pixels=limits.max_image_pixels)
+                                       max_bytes=limits.max_image_bytes, max_pixels=cap)
 
     async def store_inputs(self, tenant: str, task_id: str, images: list, mask,
                            size: tuple[int, int], warnings: list[str],
@@ -125,9 +129,16 @@ class InputLoader:
         await self._put_png(mask_key, mask)
         return keys, mask_key
 
-    async def _put_png(self, key: str, image) -> None:
-        await self.store.put_async(key, await asyncio.to_thread(encode_image, image, "png"),
-                                   "image/png")
+    async def _put_png(self, key: str, image) -> str:
+        """The image stored as PNG at `key`; its sha256 (what a replica caches it by)."""
+        data = await asyncio.to_thread(encode_image, image, "png")
+        await self.store.put_async(key, data, "image/png")
+        return hashlib.sha256(data).hexdigest()
+
+    async def store_input(self, tenant: str, task_id: str, name: str, image) -> tuple[str, str]:
+        """One input image of the task, stored: (its key, its sha256)."""
+        key = input_key(tenant, task_id, name)
+        return key, await self._put_png(key, image)
 
     async def find_upload(self, tenant: str, upload_id: str,
                           param: str = "upload_id") -> tuple[str, int, str]:

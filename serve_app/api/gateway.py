@@ -1,9 +1,9 @@
 """What the routes reach: one object per job, built once per ingress replica.
 
 `resolver` (which model a request names), `adapters` (the LoRA adapters it names, staged),
-`submitter` (the one submit path every dialect
-uses), `inputs` (edit inputs and uploads), `reads` (task views and waits), and the typed
-clients of the task and model actors. Nothing here knows HTTP: the routes and their
+`conditioning` (its ControlNets and reference images, staged), `submitter` (the one submit
+path every dialect uses), `inputs` (edit inputs and uploads), `reads` (task views and waits),
+and the typed clients of the task and model actors. Nothing here knows HTTP: the routes and their
 dependencies (`deps.py`) turn requests into typed options and results into responses.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 from deployments.adapters.sources import AdapterResolver
 from deployments.adapters.stage import AdapterStager
 from serve_app.api.clients import ModelClient, TaskClient
+from serve_app.api.conditioning import ConditioningStager
 from serve_app.api.edit_inputs import InputLoader
 from serve_app.api.holds import TenantHolds
 from serve_app.api.reads import TaskReader
@@ -39,8 +40,9 @@ class Gateway:
             config.data_dir, config.models_path, loras.max_bytes, loras.url_timeout_s,
             config.inputs.allow_private_urls, lookup=self.resolver.imported,
             tiny_ready=models.tiny_adapter))
-        self.submitter = Submitter(config, self.resolver, self.inputs, self.adapters, tasks,
-                                   holds)
+        self.conditioning = ConditioningStager(config, self.inputs, self.resolver)
+        self.submitter = Submitter(config, self.resolver, self.inputs, self.adapters,
+                                   self.conditioning, tasks, holds)
 
     def base_url(self, app_prefix: str) -> str:
         """The base of the links in an answer: `public_url` as configured; by default the bind

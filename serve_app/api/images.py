@@ -1,5 +1,5 @@
-"""Images: generations and edits, each validate -> submit -> 202 with the task id (or, with
-`Prefer: wait=N`, the task view once it ended)."""
+"""Images: generations, edits and upscales, each validate -> submit -> 202 with the task id
+(or, with `Prefer: wait=N`, the task view once it ended)."""
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -8,7 +8,13 @@ from serve_app.api.deps import authenticate, gateway, request_options
 from serve_app.api.gateway import Gateway
 from serve_app.api.submit import RequestOptions, Submitted
 from serve_app.core.tasks import TERMINAL
-from serve_app.wire.schema import EditRequest, GenerationRequest, TaskCreated, TaskView
+from serve_app.wire.schema import (
+    EditRequest,
+    GenerationRequest,
+    TaskCreated,
+    TaskView,
+    UpscaleRequest,
+)
 
 router = APIRouter()
 
@@ -31,6 +37,15 @@ async def edits(body: EditRequest, tenant: str = Depends(authenticate),
                 opts: RequestOptions = Depends(request_options),
                 gw: Gateway = Depends(gateway)):
     submitted = await gw.submitter.edit(tenant, body, opts, wait_s=opts.wait_s)
+    return await answer(gw, submitted, opts)
+
+
+@router.post("/v1/images/upscale", response_model=TaskCreated, status_code=202,
+             responses=WAITED)
+async def upscale(body: UpscaleRequest, tenant: str = Depends(authenticate),
+                  opts: RequestOptions = Depends(request_options),
+                  gw: Gateway = Depends(gateway)):
+    submitted = await gw.submitter.upscale(tenant, body, opts, wait_s=opts.wait_s)
     return await answer(gw, submitted, opts)
 
 

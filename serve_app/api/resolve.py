@@ -42,7 +42,12 @@ class ModelResolver:
         Hugging Face id or short name, callable now."""
         entry = None if is_tenant_model(model_id) else find_entry(model_id)
         if entry is None:
-            return await self.imported(tenant, model_id)
+            record = await self.imported(tenant, model_id)
+            if record.kind == "controlnet":
+                raise UnsupportedModelError(
+                    f"{model_id} is a ControlNet: name it in controlnets[].path of a generation "
+                    f"with a {record.family} model", param="model")
+            return record
         record, reason = (await self.catalog())[entry.id]
         if not license_accepted(entry, entry.license, self.config):
             raise LicenseAcceptanceRequiredError(

@@ -14,6 +14,7 @@ from opentelemetry import trace
 from deployments.adapters.stage import AdapterStager, model_adapter
 from deployments.registry import FAMILIES
 from serve_app.api.clients import TaskClient
+from serve_app.api.conditioning import ConditioningStager
 from serve_app.api.edit_inputs import InputLoader
 from serve_app.api.holds import WAITS, TenantHolds
 from serve_app.api.resolve import ModelResolver
@@ -25,7 +26,7 @@ from serve_app.core.rules import route_edit
 from serve_app.core.tasks import Origin, Task
 from serve_app.core.telemetry import inject, task_attributes
 from serve_app.core.types import AdapterRef, GenerateParams
-from serve_app.wire.schema import EditRequest, GenerationRequest, TaskCreated
+from serve_app.wire.schema import EditRequest, GenerationRequest, TaskCreated, UpscaleRequest
 
 # the field each dialect turns the safety checker off with: what a refusal names
 SAFETY_FIELDS = {None: "safety_checker", "replicate": "disable_safety_checker",
@@ -80,11 +81,13 @@ class Submitted:
 
 class Submitter:
     def __init__(self, config: TesseraConfig, resolver: ModelResolver, inputs: InputLoader,
-                 adapters: AdapterStager, tasks: TaskClient, holds: TenantHolds):
+                 adapters: AdapterStager, conditioning: ConditioningStager, tasks: TaskClient,
+                 holds: TenantHolds):
         self.config = config
         self.resolver = resolver
         self.inputs = inputs
         self.adapters = adapters
+        self.conditioning = conditioning
         self.tasks = tasks
         self.holds = holds
 
@@ -95,19 +98,51 @@ class Submitter:
         """Every dialect's text-to-image request, once it is a `GenerationRequest`; with
         wait_s, the answer comes once the task ends or after wait_s seconds."""
         model = await self.resolver.resolve(tenant, body.model)
-        if "text-to-image" not in FAMILIES[model.family].tasks:
-            raise UnsupportedTaskError(f"{model.id} edits images: call /v1/images/edits",
+        tasks = FAMILIES[model.family].tasks
+        if "text-to-image" not in tasks:
+            route = "upscale" if "upscale" in tasks else "edits"
+            raise UnsupportedTaskError(f"{model.id} does only {tasks}: call /v1/images/{route}",
                                        param="model")
         warnings: list[str] = []
         checked = self.safety_check(tenant, body, origin)
-        params = body.to_generate_params(model.parameters, warnings,
-                                         loras=await self.loras(tenant, model, body),
-                                         safety_check=checked)
+        task_id, now = new_id("task"), time.time()
+        loras = await self.loras(tenant, model, body)
+        controls = await self.conditioning.controlnets(tenant, model, body, task_id)
+        references, reference_model = await self.conditioning.references(tenant, model, body,
+                                                                         task_id)
+        params = body.to_generate_params(model.parameters, warnings, loras=loras,
+                                         safety_check=checked, controlnets=controls,
+                                         reference_images=references,
+                                         reference_model=reference_model)
         options = await self.options(body, opts, checked, warnings)
         options.file_prefix, options.metadata = file_prefix, metadata or {}
         options.origin = origin
-        return await self.submit(tenant, model, new_id("task"), time.time(), params,
-                                 body.response_format, warnings, options, opts.base_url, wait_s)
+        return await self.submit(tenant, model, task_id, now, params, body.response_format,
+                                 warnings, options, opts.base_url, wait_s)
+
+    async def upscale(self, tenant: str, body: UpscaleRequest, opts: RequestOptions,
+                      wait_s: int | None = None) -> Submitted:
+        """An upscale: its input checked against the input cap (413 above it) and stored,
+        then a task like any other."""
+        model = await self.resolver.resolve(tenant, body.model)
+        factor = model.parameters.upscale_factor
+        if "upscale" not in FAMILIES[model.family].tasks or factor is None:
+            raise UnsupportedTaskError(f"{model.id} does not upscale: the upscalers are "
+                                       "listed by GET /v1/models?task=upscale", param="model")
+        if body.scale is not None and body.scale != factor:
+            raise InvalidRequestError(f"{model.id} upscales x{factor}; for x{body.scale} choose "
+                                      "an upscaler of that factor (GET /v1/models?task=upscale)",
+                                      param="scale")
+        image = await self.inputs.load_image(
+            tenant, body.image, "image", max_pixels=self.config.limits.max_upscale_input_pixels)
+        warnings: list[str] = []
+        checked = self.safety_check(tenant, body, None)
+        options = await self.options(body, opts, checked, warnings)
+        task_id, now = new_id("task"), time.time()
+        key, _ = await self.inputs.store_input(tenant, task_id, "image0", image)
+        params = body.to_generate_params(model.parameters, warnings, image.size, key, checked)
+        return await self.submit(tenant, model, task_id, now, params, body.response_format,
+                                 warnings, options, opts.base_url, wait_s)
 
     async def edit(self, tenant: str, body: EditRequest, opts: RequestOptions,
                    wait_s: int | None = None, origin: Origin | None = None) -> Submitted:
@@ -162,7 +197,7 @@ class Submitter:
         """The task options of a generation or edit request (body fields and headers). A task
         whose images will be checked streams no previews: they would show what the checker
         has not seen."""
-        if body.preview and checked:
+        if body.previews and checked:
             warnings.append("preview is off: this task's images are checked by the safety "
                             "checker before anything of them is shown")
         cancel_after = opts.cancel_after_s or body.cancel_after
@@ -174,7 +209,7 @@ class Submitter:
             await netguard.resolve_async(body.webhook, param="webhook",
                                          allow_private=self.config.inputs.allow_private_urls,
                                          error=WebhookURLError)
-        return TaskOptions(cancel_after_s=cancel_after, preview=body.preview and not checked,
+        return TaskOptions(cancel_after_s=cancel_after, preview=body.previews and not checked,
                            webhook=body.webhook,
                            webhook_events=tuple(dict.fromkeys(body.webhook_events_filter)),
                            idempotency_key=opts.idempotency_key, body_hash=digest)

@@ -128,8 +128,26 @@ class LoraSettings(_Strict):
                                  "(the ingress remembers its sha256 and the store keeps it)")
 
 
+class ControlSettings(_Strict):
+    """ControlNets (`controlnets` on generations) and their control images."""
+
+    depth_model: str | None = Field(
+        None, description="the transformers depth-estimation model of preprocess: depth (a "
+        "Hugging Face id, e.g. depth-anything/Depth-Anything-V2-Small-hf, or a directory under "
+        "the models directory); None: the tiny models use tessera/tiny-depth and other models "
+        "refuse preprocess: depth")
+    max_controlnets_per_replica: int = Field(
+        2, ge=1, description="ControlNets each family replica keeps loaded (LRU)")
+
+
 class FamilySettings(DeploymentSettings):
     enabled: bool = True
+    reference_model: str | None = Field(
+        None, description="what turns reference_images into conditioning for this family's "
+        "models: FLUX, a FLUX.1 Redux prior (black-forest-labs/FLUX.1-Redux-dev); SDXL, an "
+        "IP-Adapter (a directory or repo holding ip-adapter.safetensors and image_encoder/, or "
+        "h94/IP-Adapter/sdxl_models/ip-adapter_sdxl.safetensors); None: the tiny models use "
+        "their tiny one and other models refuse reference_images")
     optimization: OptimizationSettings = OptimizationSettings()
     preload_models: list[ModelSource] = Field(
         default_factory=list, description="models each replica loads and warms up before it "
@@ -307,6 +325,10 @@ class LimitSettings(_Strict):
         120, ge=1, description="validate-hf calls per tenant in any hour (each reads, and may "
         "fetch, a checkpoint)")
     max_imports_per_hour: int = Field(60, ge=1, description="import-hf calls per tenant per hour")
+    max_upscale_input_pixels: int = Field(
+        2 * 1024 * 1024, ge=64 * 64, description="largest input of /v1/images/upscale in "
+        "pixels; larger ones answer 413 (inputs are upscaled in tiles, so the model's memory "
+        "does not grow with the input, but the output does: x4 of this many pixels)")
     keep_finished_s: float = Field(
         300.0, ge=0, description="a finished task stays in the task actor's memory this long; "
         "after that it is read from the database, so the actor's memory stays bounded")
@@ -354,6 +376,7 @@ class TesseraConfig(_Strict):
     webhooks: WebhookSettings = WebhookSettings()
     catalog: CatalogSettings = CatalogSettings()
     loras: LoraSettings = LoraSettings()
+    control: ControlSettings = ControlSettings()
     compat: CompatSettings = CompatSettings()
     safety: SafetySettings = SafetySettings()
     tracing: TracingSettings = TracingSettings()

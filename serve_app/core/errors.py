@@ -181,6 +181,19 @@ class LoraUnreachableError(TesseraError):
     code = "lora_unreachable"
 
 
+class ControlNetIncompatibleError(TesseraError):
+    """A ControlNet of another family than the model's (or a tiny one on a real model)."""
+    status_code = 400
+    code = "controlnet_incompatible"
+
+
+class ControlNetUnreachableError(TesseraError):
+    """A ControlNet that could not be found: not a ControlNet repository, not cached while the
+    Hub cannot be asked, or weights that are not safetensors."""
+    status_code = 400
+    code = "controlnet_unreachable"
+
+
 class IdempotencyKeyReusedError(TesseraError):
     status_code = 422
     code = "idempotency_key_reused"

@@ -24,10 +24,11 @@ TENANT_MODEL_PREFIX = "tm_"
 TINY_LORA_SUFFIX = "-lora"
 
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+REPO_ID_RE = re.compile(rf"^{NAME}/{NAME}$")  # a Hugging Face repository: owner/name
 # a Hub adapter: owner/name, or owner/name/<file in the repository>
 HUB_ADAPTER_RE = re.compile(rf"^(?P<repo>{NAME}/{NAME})(?:/(?P<file>[A-Za-z0-9_./-]+))?$")
 
-ModelKind = Literal["pipeline", "lora"]
+ModelKind = Literal["pipeline", "lora", "controlnet"]
 
 
 def is_tenant_model(name: str) -> bool:
@@ -100,7 +101,7 @@ class ModelRecord(BaseModel):
     tenant: str
     hf_model_id: str
     family: str
-    source: ModelSource  # a LoRA model's: its base's
+    source: ModelSource  # a LoRA model's: its base's; a ControlNet's: its own weights
     kind: ModelKind = "pipeline"
     name: str | None = None
     license: str = "unknown"

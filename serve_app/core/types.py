@@ -73,6 +73,9 @@ class ParameterSpec(BaseModel):
     negative_prompt: bool = False
     strength: float = 0.8
     max_input_images: int = 1
+    upscale_factor: int | None = Field(None, description="upscalers: the output's sides are "
+                                       "the input's times this")
+    prompt: bool = Field(True, description="whether the model reads a prompt")
 
 
 def tiny_parameters(real: ParameterSpec) -> ParameterSpec:
@@ -98,6 +101,46 @@ class AdapterRef(BaseModel):
     size: int
 
 
+MAX_CONTROLNETS = 2  # ControlNets one generation may name
+MAX_REFERENCES = 4  # reference images one generation may name
+Preprocess = Literal["none", "canny", "depth"]
+
+
+class ControlRef(BaseModel):
+    """One ControlNet of a task, staged by the ingress: its weights, and its control image in
+    the store (content-addressed by `image_sha256`), made into edges or depth by the replica
+    when `preprocess` asks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str  # as the client named it
+    source: ModelSource
+    image_key: str
+    image_sha256: str
+    conditioning_scale: float = 1.0
+    start: float = 0.0  # the fraction of the steps it acts from, and until
+    end: float = 1.0
+    preprocess: Preprocess = "none"
+    # `preprocess: depth`: the depth-estimation model (resolved by the ingress from the config)
+    depth_model: str | None = None
+    control_mode: int | None = None  # a union ControlNet's mode
+
+    @property
+    def active(self) -> bool:
+        """A ControlNet at scale 0 adds nothing: it is not run."""
+        return self.conditioning_scale > 0
+
+
+class ReferenceRef(BaseModel):
+    """One reference image of a task (Redux on FLUX, an IP-Adapter on SDXL), in the store."""
+
+    model_config = ConfigDict(frozen=True)
+
+    image_key: str
+    image_sha256: str
+    scale: float = 1.0
+
+
 class GenerateParams(BaseModel):
     """One task's pipeline parameters: validated and defaulted by the ingress, then unchanged."""
 
@@ -119,6 +162,12 @@ class GenerateParams(BaseModel):
     loras: list[AdapterRef] = []
     # the replica's safety checker looks at the images before they are stored
     safety_check: bool = False
+    controlnets: list[ControlRef] = []
+    reference_images: list[ReferenceRef] = []
+    # what turns the reference images into conditioning: the family's Redux prior or
+    # IP-Adapter for this model (resolved by the ingress), when there are any
+    reference_model: ModelSource | None = None
+    upscale: int | None = None  # upscale tasks: the factor (the output is the input times it)
 
 
 class GenerateRequest(BaseModel):
@@ -183,6 +232,27 @@ GenerateEvent = Annotated[Union[Started, Step, GenerateResult], Field(discrimina
 
 
 @dataclass(frozen=True)
+class ControlNetSpec:
+    """How a family runs ControlNets: the model classes its ControlNets have (what validation
+    recognises, what loads them), the class that runs several as one, the pipeline that runs
+    its base with them, and the keyword that pipeline takes the control image as."""
+
+    model_classes: tuple[str, ...]
+    multi_class: str
+    pipeline: str
+    image_kwarg: str = "control_image"
+    takes_mode: bool = False  # the pipeline passes a union ControlNet's `control_mode`
+    max_controlnets: int = 2  # how many one call can run (diffusers' multi-ControlNet class)
+    # config.json values a ControlNet of the family has (a class shared with other bases, as
+    # SDXL's ControlNetModel is with SD 1.5's, is told apart by them)
+    config_requires: tuple[tuple[str, Any], ...] = ()
+    # the pipeline samples the control image's VAE latents from torch's global generator
+    # rather than the call's: its tasks run one per call, that generator seeded from the
+    # task's first seed, so a task's bytes never depend on what else ran
+    unseeded_encode: bool = False
+
+
+@dataclass(frozen=True)
 class FamilySpec:
     """A model family as data: which diffusers pipelines, which defaults, how to batch."""
 
@@ -214,6 +284,18 @@ class FamilySpec:
     # whether every pipeline of the family loads LoRA adapters (diffusers' load_lora_weights):
     # data, so the ingress knows it without importing diffusers (a unit test checks it)
     takes_loras: bool = False
+    # ControlNets (None: the family takes none)
+    controlnet: ControlNetSpec | None = None
+    # how reference images condition it: FLUX's Redux prior or an SDXL IP-Adapter (None: none)
+    reference: Literal["redux", "ip-adapter"] | None = None
+    # an upscaler: the factors its checkpoints can have (each checkpoint has one), and the
+    # input tile it upscales at a time (larger inputs are cut into overlapping tiles)
+    upscale_factors: tuple[int, ...] = ()
+    upscale_tile: int = 256
+    # loads a checkpoint directory into the object the server calls (None: diffusers'
+    # DiffusionPipeline), and the file that marks such a directory
+    load: Callable[[str, Any], Any] | None = None
+    index_file: str = "model_index.json"
     # Python modules the family's pipelines need at run time beyond Tessera's own dependencies
     needs_modules: tuple[str, ...] = ()
     # writes a tiny random-weight checkpoint of the real pipeline with save_pretrained

@@ -110,6 +110,18 @@ CATALOG: dict[str, CatalogEntry] = {e.id: e for e in [
     CatalogEntry("hunyuanvideo-community/HunyuanImage-2.1-Diffusers", "hunyuan-image",
                  "tencent-hunyuan-community", 0.045, None, "HunyuanImagePipeline",
                  "HunyuanImage-2.1 in diffusers format"),
+    CatalogEntry("caidas/swin2SR-classical-sr-x2-64", "swin2sr", "apache-2.0", 0.002,
+                 _params("swin2sr", upscale_factor=2), "Swin2SRForImageSuperResolution",
+                 "Swin2SR x2, classical super-resolution"),
+    CatalogEntry("caidas/swin2SR-classical-sr-x4-64", "swin2sr", "apache-2.0", 0.002,
+                 _params("swin2sr", upscale_factor=4), "Swin2SRForImageSuperResolution",
+                 "Swin2SR x4, classical super-resolution"),
+    CatalogEntry("caidas/swin2SR-realworld-sr-x4-64-bsrgan-psnr", "swin2sr", "apache-2.0",
+                 0.002, _params("swin2sr", upscale_factor=4), "Swin2SRForImageSuperResolution",
+                 "Swin2SR x4 for real-world photos (noise, JPEG artefacts)"),
+    CatalogEntry("stabilityai/stable-diffusion-x4-upscaler", "sd-upscaler", "openrail++",
+                 0.01, None, "StableDiffusionUpscalePipeline",
+                 "Stable Diffusion x4 upscaler, prompt-guided"),
     CatalogEntry(
         "tencent/HunyuanImage-3.0", "hunyuan-image", "tencent-hunyuan-community",
         description="HunyuanImage-3.0",
@@ -217,7 +229,7 @@ def weights_unreachable(entry: CatalogEntry) -> str | None:
     if entry.builtin_tiny:
         return None
     repo = entry.base_model or entry.id
-    cached, _ = cached_file(repo, "model_index.json")
+    cached, _ = cached_file(repo, FAMILIES[entry.family].index_file)
     if cached is not None:
         return None
     if hub_offline():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from deployments.adapters.convert import converted_by
 from deployments.adapters.fit import base_shapes, misfits, prefixed
 from deployments.adapters.sources import PICKLES, AdapterFile, AdapterResolver
 from deployments.adapters.tiny import ensure_tiny_lora
+from deployments.helpers import TINY_HELPERS, ensure_helper
 from deployments.loading import TRANSFORMER_FILE, ensure_tiny_checkpoint, explain_build_error
 from deployments.registry import FAMILIES, family_for_pipeline
 from serve_app.core.errors import LoraUnreachableError, TesseraError
@@ -31,14 +31,26 @@ from serve_app.core.hub import (
     hub_unreachable,
     read_model_card,
 )
-from serve_app.core.models import HUB_ADAPTER_RE, AdapterSource, ModelRecord, Validation
+from serve_app.core.models import (
+    HUB_ADAPTER_RE,
+    REPO_ID_RE,
+    AdapterSource,
+    ModelRecord,
+    Validation,
+)
 from serve_app.core.paths import models_dir_path
 from serve_app.core.types import TINY_PREFIX, ModelSource, tiny_family
 from serve_app.registry.catalog import CATALOG, find_entry, model_terms
+from serve_app.registry.controlnets import (
+    CONFIG,
+    CONTROLNETS,
+    FoundControlNet,
+    is_controlnet_dir,
+    locate_controlnet,
+)
 
 logger = logging.getLogger("tessera.validation")
 
-REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json",
                    ".gguf", ".pt", ".ckpt")
 PICKLE_SUFFIXES = (*PICKLES, ".bin.index.json")
@@ -55,7 +67,7 @@ class Located:
     warnings: list[str] = field(default_factory=list)
 
 
-def locate(model_id: str, config) -> Located:
+def locate(model_id: str, config, index_file: str = "model_index.json") -> Located:
     family = tiny_family(model_id)
     if family is not None:
         spec = FAMILIES.get(family)
@@ -79,12 +91,13 @@ def locate(model_id: str, config) -> Located:
                        errors=[f"{model_id!r} is neither a model directory under the models "
                                "directory nor a Hugging Face repo id of the form owner/name"])
     found = Located(source=model_id, hub=True)
-    locate_on_hub(model_id, found)
+    locate_on_hub(model_id, found, index_file)
     return found
 
 
-def locate_on_hub(repo_id: str, found: Located) -> None:
-    """Fill `found` with where `repo_id`'s model_index.json is, or why it could not be had."""
+def locate_on_hub(repo_id: str, found: Located, index_file: str = "model_index.json") -> None:
+    """Fill `found` with where `repo_id`'s index file (a pipeline's model_index.json, a
+    transformers model's config.json) is, or why it could not be had."""
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (
         HFValidationError,
@@ -94,14 +107,14 @@ def locate_on_hub(repo_id: str, found: Located) -> None:
 
     found.looked.append("the Hugging Face cache")
     try:
-        cached = try_to_load_from_cache(repo_id, "model_index.json")
+        cached = try_to_load_from_cache(repo_id, index_file)
     except HFValidationError as exc:  # e.g. "a--b/c", "a/b..c": shapes the Hub forbids
         found.errors.append(f"{repo_id!r} is not a valid Hugging Face repo id: {exc}")
         return
     if isinstance(cached, str):
         found.root = Path(cached).parent
         return
-    not_cached = f"{repo_id}: model_index.json is not in the Hugging Face cache"
+    not_cached = f"{repo_id}: {index_file} is not in the Hugging Face cache"
     if hub_offline():
         found.looked.append("the Hugging Face Hub (skipped: HF_HUB_OFFLINE is set)")
         found.errors.append(f"{not_cached} and HF_HUB_OFFLINE is set, so the Hub was not "
@@ -115,9 +128,9 @@ def locate_on_hub(repo_id: str, found: Located) -> None:
                             "Put the model in the cache, or point HF_ENDPOINT at a mirror.")
         return
     try:
-        found.root = Path(hf_hub_download(repo_id, "model_index.json", etag_timeout=5)).parent
+        found.root = Path(hf_hub_download(repo_id, index_file, etag_timeout=5)).parent
     except RemoteEntryNotFoundError:
-        found.errors.append(f"{repo_id} has no model_index.json on the Hub: it is not a "
+        found.errors.append(f"{repo_id} has no {index_file} on the Hub: it is not a "
                             "diffusers pipeline checkpoint")
     except RepositoryNotFoundError:
         found.errors.append(f"{repo_id}: no such repository on the Hub at {constants.ENDPOINT} "
@@ -185,6 +198,13 @@ class Validator:
         A LoRA repository is validated with its base: `tenant_base` (the tenant's own tm_*
         model), or `base_model` (a catalog name or Hub id), or the base its model card names."""
         try:
+            controlnet = self._find_controlnet(model_id)
+        except TesseraError as exc:
+            return Validation(id=validation_id, hf_model_id=model_id, kind="controlnet",
+                              errors=[exc.message])
+        if controlnet is not None:
+            return self._validate_controlnet(model_id, controlnet, validation_id)
+        try:
             adapter = self._find_lora(model_id)
         except TesseraError as exc:
             return Validation(id=validation_id, hf_model_id=model_id, kind="lora",
@@ -210,7 +230,8 @@ class Validator:
                                   errors=[entry.unsupported_reason])
             if entry.base_model:
                 return self._validate_finetune(model_id, entry, validation_id)
-        located = locate(model_id, config)
+        index_file = FAMILIES[entry.family].index_file if entry else "model_index.json"
+        located = locate(model_id, config, index_file)
         out = Validation(id=validation_id, hf_model_id=model_id, errors=list(located.errors),
                          warnings=list(located.warnings))
         if located.errors or located.root is None:
@@ -220,6 +241,8 @@ class Validator:
             return out
         # no server path in any answer: messages name the model as the tenant gave it
         index_path = located.root / "model_index.json"
+        if not index_path.exists() and (located.root / CONFIG).exists():
+            return self._validate_transformers(out, model_id, entry, located)
         if not index_path.exists():
             out.errors.append(f"{model_id} has no model_index.json: it is not a diffusers "
                               "pipeline checkpoint")
@@ -268,6 +291,43 @@ class Validator:
         out.supported = not out.errors
         return out
 
+    def _validate_transformers(self, out: Validation, model_id: str, entry,
+                               located: Located) -> Validation:
+        """A transformers model served as a family of its own (an upscaler: Swin2SR): its
+        config.json's architecture names the family, its weights are safetensors."""
+        try:
+            model_config = json.loads((located.root / CONFIG).read_text())
+            class_name = str((model_config.get("architectures") or [None])[0])
+        except (ValueError, AttributeError, TypeError) as exc:
+            out.errors.append(f"{model_id}: {CONFIG} is not valid: {exc}")
+            return out
+        spec = family_for_pipeline(class_name)
+        if spec is None or spec.load is None:
+            out.errors.append(f"{model_id} has no model_index.json (not a diffusers pipeline) "
+                              f"and its {CONFIG} names {class_name}, which no family here "
+                              "serves")
+            return out
+        out.pipeline_class, out.family = class_name, spec.name
+        if spec.name not in self.config.enabled_families():
+            out.errors.append(f"family {spec.name} is not deployed on this server; enable it "
+                              "under families in the config")
+        names = [p.name for p in located.root.iterdir()]
+        if not any(n.endswith(".safetensors") for n in names):
+            if located.hub and not hub_offline():
+                out.warnings.append("its weights are not in the local cache; they will be "
+                                    "downloaded from the Hub on first use")
+            else:
+                out.errors.append(f"{model_id}: no safetensors weights beside its {CONFIG} "
+                                  "(pickle weights are never loaded)")
+        parameters = (entry.parameters if entry else None) or spec.parameters.model_copy(
+            update={"upscale_factor": model_config.get("upscale", spec.parameters.upscale_factor)})
+        licence = ((entry.license if entry else None)
+                   or _read_license(located.root, model_id, located.hub))
+        self._set_terms(out, model_id, spec.name, licence, parameters)
+        out.source = ModelSource(base=located.source)
+        out.supported = not out.errors
+        return out
+
     def _validate_finetune(self, model_id: str, entry, validation_id: str) -> Validation:
         """A transformer fine-tune: the base pipeline must validate, and its weights be
         reachable."""
@@ -293,6 +353,89 @@ class Validator:
         out.supported = not out.errors and out.family is not None
         if out.source is not None:
             out.source = ModelSource(base=out.source.base, transformer=model_id)
+        return out
+
+    def _find_controlnet(self, model_id: str) -> FoundControlNet | None:
+        """The ControlNet, when `model_id` names a ControlNet repository (a config.json of a
+        ControlNet class, no model_index.json) rather than a pipeline or an adapter."""
+        helper = TINY_HELPERS.get(model_id)
+        if helper is not None and helper.kind == "controlnet":
+            root = ensure_helper(self.config.data_dir, model_id)
+            return FoundControlNet(ModelSource(base=model_id), helper.family, root=root)
+        local = models_dir_path(model_id, self.config.models_path)
+        if local is not None:
+            if not is_controlnet_dir(local):
+                return None
+            return locate_controlnet(model_id, self.config.models_path, PARAM, local=True)
+        if not REPO_ID_RE.match(model_id) or ".." in model_id:
+            return None
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        try:
+            if isinstance(try_to_load_from_cache(model_id, "model_index.json"), str):
+                return None
+            cached = try_to_load_from_cache(model_id, CONFIG)
+        except Exception:  # not a valid repo id: the pipeline path says so
+            return None
+        if isinstance(cached, str):
+            return (locate_controlnet(model_id, self.config.models_path, PARAM)
+                    if is_controlnet_dir(Path(cached).parent) else None)
+        names = self._hub_files(model_id, constants.ENDPOINT)
+        if names is None or CONFIG not in names or "model_index.json" in names:
+            return None
+        try:
+            return locate_controlnet(model_id, self.config.models_path, PARAM)
+        except TesseraError:
+            return None  # a config.json of another kind of model: not a ControlNet
+
+    @staticmethod
+    def _hub_files(repo: str, endpoint: str) -> dict[str, int | None] | None:
+        """The repository's files and their sizes on the Hub, when it may be asked."""
+        if hub_offline() or hub_unreachable(endpoint):
+            return None
+        try:
+            from huggingface_hub import HfApi
+
+            info = HfApi().model_info(repo, files_metadata=True)
+        except Exception:
+            return None
+        return {s.rfilename: s.size for s in info.siblings or []}
+
+    def _validate_controlnet(self, model_id: str, found: FoundControlNet,
+                             validation_id: str) -> Validation:
+        """A ControlNet repository: its family (from its config), safetensors weights present
+        (or on the Hub), its licence; imported, it is a tm_* ControlNet for `controlnets`."""
+        config = self.config
+        spec = FAMILIES[found.family]
+        out = Validation(id=validation_id, hf_model_id=model_id, kind="controlnet",
+                         family=found.family, pipeline_class=found.class_name,
+                         source=found.source)
+        if spec.name not in config.enabled_families():
+            out.errors.append(f"family {spec.name} is not deployed on this server; enable it "
+                              "under families in the config")
+        files = ({p.name: p.stat().st_size for p in found.root.iterdir() if p.is_file()}
+                 if found.root is not None else {})
+        if found.hub and not any(n.endswith(".safetensors") for n in files):
+            from huggingface_hub import constants
+
+            files = self._hub_files(model_id, constants.ENDPOINT) or files
+            if any(n.endswith(".safetensors") for n in files):
+                out.warnings.append("its weights are not in the local cache; they will be "
+                                    "downloaded from the Hub on first use")
+        weights = {n: s for n, s in files.items() if n.endswith(".safetensors")}
+        if weights:
+            out.size = sum(s or 0 for s in weights.values())
+        elif any(n.endswith(PICKLE_SUFFIXES) for n in files):
+            out.errors.append(f"{model_id} has only pickle weights (.bin, .pt), which are never "
+                              "loaded: convert them to safetensors")
+        else:
+            out.errors.append(f"{model_id}: no safetensors weights were found beside its "
+                              f"{CONFIG}")
+        entry = CONTROLNETS.get(model_id)
+        licence = entry.license if entry else _read_license(found.root, model_id, found.hub)
+        self._set_terms(out, model_id, spec.name, licence, spec.parameters)
+        out.price_per_image = 0.0  # the model it conditions bills the images
+        out.supported = not out.errors
         return out
 
     def _find_lora(self, model_id: str) -> AdapterFile | None:

@@ -27,10 +27,16 @@ from serve_app.core.rules import (
 from serve_app.core.tasks import TaskError, TaskProgress, TaskStatus, Usage, WebhookState
 from serve_app.core.types import (
     LORA_SCALE,
+    MAX_CONTROLNETS,
     MAX_LORAS,
+    MAX_REFERENCES,
     AdapterRef,
+    ControlRef,
     GenerateParams,
+    ModelSource,
     ParameterSpec,
+    Preprocess,
+    ReferenceRef,
     SafetyReport,
     TaskKind,
 )
@@ -112,13 +118,15 @@ class ValidateResponse(BaseModel):
     pricing: Pricing | None = None
     parameters: ParameterSpec | None = None
     source: str | None = Field(None, description="where the weights were found")
-    kind: Literal["pipeline", "lora"] = Field(
+    kind: Literal["pipeline", "lora", "controlnet"] = Field(
         "pipeline", description="pipeline: a diffusers checkpoint; lora: an adapter that runs "
-        "on base_model")
+        "on base_model; controlnet: a ControlNet of `family`, named in a generation's "
+        "controlnets once imported")
     base_model: str | None = Field(None, description="LoRA: the base it runs on")
     rank: int | None = Field(None, description="LoRA: the adapter's rank")
     target_modules: list[str] = Field([], description="LoRA: the modules it adapts")
-    size: int | None = Field(None, description="LoRA: the adapter file's bytes")
+    size: int | None = Field(None, description="LoRA: the adapter file's bytes; ControlNet: "
+                             "its weights' bytes")
     sha256: str | None = Field(None, description="LoRA: the adapter file's sha256")
     adapter_source: str | None = Field(None, description="LoRA: where the adapter was found")
     supports_loras: bool = Field(False, description="whether requests may add `loras` to it")
@@ -148,7 +156,9 @@ class ModelInfo(BaseModel):
     execution_mode: str | None = None
     available: bool = Field(True, description="whether it can run on this server")
     unavailable_reason: str | None = None
-    kind: Literal["pipeline", "lora"] = "pipeline"
+    kind: Literal["pipeline", "lora", "controlnet"] = Field(
+        "pipeline", description="controlnet: not called as a model, but named in "
+        "controlnets[].path of a generation with a model of its family")
     base_model: str | None = Field(None, description="a LoRA model: the base it runs on")
     supports_loras: bool = Field(False, description="whether requests may name `loras`")
 
@@ -181,7 +191,43 @@ class LoraWeight(_Request):
     scale: float = Field(1.0, ge=-LORA_SCALE, le=LORA_SCALE)
 
 
-class _ImageRequest(_Request):
+class _TaskFields(_Request):
+    """Fields of every request that makes a task: how its output is returned and how it is
+    followed."""
+
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    response_format: Literal["url", "b64_json"] = "url"
+    cancel_after: float | str | None = Field(
+        None, description='a deadline from submission: seconds, or "90s", "5m", "1h" (the '
+        "Cancel-After header says the same); queued past it the task is aborted, running "
+        "past it canceled with error deadline_exceeded")
+    webhook: str | None = Field(None, max_length=2048, description="an http(s) URL that "
+                                "receives the task view, signed per Standard Webhooks")
+    webhook_events_filter: list[Literal["start", "completed"]] = Field(
+        ["completed"], min_length=1, description="start: when it starts running; completed: "
+        "when it ends, whatever the outcome")
+    safety_checker: bool = Field(True, description="false: this task's images are not "
+                                 "checked (only for keys the operator allows it)")
+
+    @field_validator("cancel_after")
+    @classmethod
+    def _cancel_after(cls, v: float | str | None) -> float | None:
+        return None if v is None else parse_duration(v)
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("webhook must be an http(s) URL")
+        return v
+
+    @property
+    def previews(self) -> bool:
+        """Whether the task's event stream should carry previews."""
+        return False
+
+
+class _ImageRequest(_TaskFields):
     """Fields shared by generations and edits."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_SIZE_FORMS)
@@ -200,37 +246,16 @@ class _ImageRequest(_Request):
     image_size: Literal[tuple(IMAGE_SIZES)] | ImageSize | None = Field(  # type: ignore[valid-type]
         None, description="a preset, or {width, height}: another way to give the size")
     num_images: int | None = Field(None, ge=1, le=4, description="the same as n")
-    output_format: Literal["png", "jpeg", "webp"] = "png"
-    response_format: Literal["url", "b64_json"] = "url"
-    cancel_after: float | str | None = Field(
-        None, description='a deadline from submission: seconds, or "90s", "5m", "1h" (the '
-        "Cancel-After header says the same); queued past it the task is aborted, running "
-        "past it canceled with error deadline_exceeded")
     preview: bool = Field(False, description="the events stream carries small preview images "
                           "of the latents every few steps")
-    webhook: str | None = Field(None, max_length=2048, description="an http(s) URL that "
-                                "receives the task view, signed per Standard Webhooks")
-    webhook_events_filter: list[Literal["start", "completed"]] = Field(
-        ["completed"], min_length=1, description="start: when it starts running; completed: "
-        "when it ends, whatever the outcome")
     loras: list[LoraWeight] = Field([], max_length=MAX_LORAS, description="LoRA adapters, "
                                     "applied unfused in this order (at most 4)")
     lora_scale: float | None = Field(None, ge=-LORA_SCALE, le=LORA_SCALE, description="a "
                                      "LoRA model's own adapter scale (default 1.0)")
-    safety_checker: bool = Field(True, description="false: this task's images are not "
-                                 "checked (only for keys the operator allows it)")
 
-    @field_validator("cancel_after")
-    @classmethod
-    def _cancel_after(cls, v: float | str | None) -> float | None:
-        return None if v is None else parse_duration(v)
-
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_scheme(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError("webhook must be an http(s) URL")
-        return v
+    @property
+    def previews(self) -> bool:
+        return self.preview
 
     @field_validator("prompt")
     @classmethod
@@ -293,7 +318,10 @@ class _ImageRequest(_Request):
                            size: tuple[int, int] | None = None,
                            image_keys: list[str] | None = None, mask_key: str | None = None,
                            loras: list[AdapterRef] | None = None,
-                           safety_check: bool = False) -> GenerateParams:
+                           safety_check: bool = False,
+                           controlnets: list[ControlRef] | None = None,
+                           reference_images: list[ReferenceRef] | None = None,
+                           reference_model: ModelSource | None = None) -> GenerateParams:
         """The pipeline parameters, the model's defaults and bounds applied (`rules`); what was
         adjusted on the way is added to `warnings`. `size` is `output_size`'s where the caller
         needed it first (an edit's mask is stored at it)."""
@@ -305,14 +333,12 @@ class _ImageRequest(_Request):
             guidance_scale=resolve_guidance(self.guidance_scale, spec, warnings),
             seeds=seeds_for(self.seed, self.count), output_format=self.output_format,
             strength=self.task_strength(task, spec), image_keys=image_keys or [],
-            mask_key=mask_key, loras=loras or [], safety_check=safety_check)
+            mask_key=mask_key, loras=loras or [], safety_check=safety_check,
+            controlnets=controlnets or [], reference_images=reference_images or [],
+            reference_model=reference_model)
 
     def task_strength(self, task: str, spec: ParameterSpec) -> float | None:
         return None
-
-
-class GenerationRequest(_ImageRequest):
-    pass
 
 
 class ImageRef(_Request):
@@ -348,6 +374,85 @@ def image_source(value: ImageInput) -> tuple[str, str]:
     if value.startswith("upl_"):
         return "upload", value
     return "base64", value
+
+
+class ControlNetInput(_Request):
+    """One ControlNet of a generation and its control image."""
+
+    path: str = Field(min_length=1, max_length=1024, description="a tm_* ControlNet you "
+                      "imported, a catalog ControlNet, or a Hugging Face repo id (owner/name)")
+    image: ImageInput = Field(description="the control image: base64 (plain or data URI), an "
+                              "http(s) URL, an upload_id, or an object with one of image_url / "
+                              "upload_id / b64_json")
+    conditioning_scale: float = Field(1.0, ge=0, le=2, description="how strongly it steers; 0 "
+                                      "leaves the image exactly as without it")
+    start: float = Field(0.0, ge=0, le=1, description="the fraction of the steps it acts from")
+    end: float = Field(1.0, ge=0, le=1, description="the fraction of the steps it acts until")
+    preprocess: Preprocess = Field("none", description="none: the image is the control image; "
+                                   "canny: its edges (OpenCV); depth: its depth map")
+    control_mode: int | str | None = Field(
+        None, description="union ControlNets (FLUX): the kind of control image, by number or "
+        "by name (canny, tile, depth, blur, pose, gray, low_quality)")
+
+    @model_validator(mode="after")
+    def _window(self):
+        if self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+
+class ReferenceImage(_Request):
+    """One reference image of a generation: a picture whose content or style it carries."""
+
+    image: ImageInput = Field(description="base64 (plain or data URI), an http(s) URL, an "
+                              "upload_id, or an object with one of image_url / upload_id / "
+                              "b64_json")
+    scale: float = Field(1.0, ge=0, le=2, description="how strongly it conditions; 0 leaves "
+                         "the image exactly as without it")
+
+
+class GenerationRequest(_ImageRequest):
+    controlnets: list[ControlNetInput] = Field(
+        [], max_length=MAX_CONTROLNETS, description="ControlNets and their control images (at "
+        "most 2): FLUX, SDXL, SD 3.5 and Qwen-Image models")
+    reference_images: list[ReferenceImage] = Field(
+        [], max_length=MAX_REFERENCES, description="reference images (at most 4): FLUX models "
+        "through Redux, SDXL models through an IP-Adapter")
+
+
+class UpscaleRequest(_TaskFields):
+    """An upscale: one input image made `scale` times larger by an upscaler model."""
+
+    model: str = Field(min_length=1, max_length=256, description="an upscaler: GET "
+                       "/v1/models?task=upscale")
+    image: ImageInput = Field(description="base64 (plain or data URI), an http(s) URL, an "
+                              "upload_id, or an object with one of image_url / upload_id / "
+                              "b64_json")
+    scale: int | None = Field(None, ge=2, le=8, description="the factor; each model has one "
+                              "(its parameters.upscale_factor), the default")
+    prompt: str | None = Field(None, max_length=4000, description="diffusion upscalers: what "
+                               "the image shows")
+    negative_prompt: str | None = Field(None, max_length=4000)
+    num_inference_steps: int | None = Field(None, ge=1, le=API_MAX_STEPS)
+    guidance_scale: float | None = Field(None, ge=0, le=API_MAX_GUIDANCE)
+    seed: int | None = Field(None, ge=-1, le=MAX_SEED, description="null or -1: random")
+
+    def to_generate_params(self, spec: ParameterSpec, warnings: list[str],
+                           input_size: tuple[int, int], image_key: str,
+                           safety_check: bool = False) -> GenerateParams:
+        """The upscale's parameters: the output is the input times the model's factor."""
+        factor = spec.upscale_factor
+        width, height = input_size
+        if not spec.prompt and self.prompt:
+            warnings.append("this upscaler reads no prompt: prompt is ignored")
+        return GenerateParams(
+            task="upscale", prompt=(self.prompt or "") if spec.prompt else "",
+            negative_prompt=resolve_negative(self.negative_prompt, spec),
+            width=width * factor, height=height * factor,
+            num_inference_steps=resolve_steps(self.num_inference_steps, spec),
+            guidance_scale=resolve_guidance(self.guidance_scale, spec, warnings),
+            seeds=seeds_for(self.seed, 1), output_format=self.output_format,
+            image_keys=[image_key], safety_check=safety_check, upscale=factor)
 
 
 # 1 to 4 reference images, in the schema; `EditRequest._some_images` says it in words
@@ -464,6 +569,25 @@ class AdapterUse(BaseModel):
     sha256: str
 
 
+class ControlNetUse(BaseModel):
+    """A ControlNet a task ran, and its control image's sha256."""
+
+    path: str
+    conditioning_scale: float
+    start: float
+    end: float
+    preprocess: str
+    control_mode: int | None = None
+    image_sha256: str
+
+
+class ReferenceUse(BaseModel):
+    """A reference image a task ran (its sha256)."""
+
+    scale: float
+    image_sha256: str
+
+
 class TaskRequest(BaseModel):
     """A task's effective parameters: what it was asked for once the model's defaults and
     bounds were applied."""
@@ -481,6 +605,9 @@ class TaskRequest(BaseModel):
     n: int
     response_format: Literal["url", "b64_json"]
     loras: list[AdapterUse] = []
+    controlnets: list[ControlNetUse] = []
+    reference_images: list[ReferenceUse] = []
+    scale: int | None = Field(None, description="upscale tasks: the factor")
     safety_checker: bool = Field(False, description="whether the safety checker looks at its "
                                  "images")
 

@@ -20,8 +20,10 @@ from serve_app.core.tasks import Task
 from serve_app.wire import fal, replicate
 from serve_app.wire.schema import (
     AdapterUse,
+    ControlNetUse,
     ModelInfo,
     Pricing,
+    ReferenceUse,
     TaskRequest,
     TaskResult,
     TaskView,
@@ -41,7 +43,14 @@ def task_request(task: Task) -> TaskRequest:
                                 "num_inference_steps", "guidance_scale", "strength", "seeds",
                                 "output_format"}),
         n=len(p.seeds), response_format=task.response_format, safety_checker=p.safety_check,
-        loras=[AdapterUse(path=a.path, scale=a.scale, sha256=a.sha256) for a in p.loras])
+        loras=[AdapterUse(path=a.path, scale=a.scale, sha256=a.sha256) for a in p.loras],
+        controlnets=[ControlNetUse(
+            path=c.path, conditioning_scale=c.conditioning_scale, start=c.start, end=c.end,
+            preprocess=c.preprocess, control_mode=c.control_mode, image_sha256=c.image_sha256)
+            for c in p.controlnets],
+        reference_images=[ReferenceUse(scale=r.scale, image_sha256=r.image_sha256)
+                          for r in p.reference_images],
+        scale=p.upscale)
 
 
 async def render_task(task: Task, store: OutputStore, base_url: str, url_ttl_s: int,
@@ -94,16 +103,17 @@ def model_info(record: ModelRecord, unavailable_reason: str | None = None) -> Mo
     """A model (a tenant's or the catalog's); `unavailable_reason` says why it cannot run here
     now, if it cannot."""
     spec = FAMILIES[record.family]
+    model = record.kind != "controlnet"  # a ControlNet is named in requests, not called
     return ModelInfo(
         id=record.id, owned_by=record.tenant, name=record.name,
         hf_model_id=record.hf_model_id, family=record.family, pipeline_tag=spec.pipeline_tag,
-        tasks=spec.tasks, license=record.license,
+        tasks=spec.tasks if model else [], license=record.license,
         requires_license_acceptance=record.requires_license_acceptance,
         pricing=Pricing(per_image=record.price_per_image, currency=record.currency),
         parameters=record.parameters, created_at=record.created_at,
         execution_mode=record.execution_mode, available=unavailable_reason is None,
         unavailable_reason=unavailable_reason, kind=record.kind, base_model=record.base_model,
-        supports_loras=spec.takes_loras)
+        supports_loras=spec.takes_loras and model)
 
 
 def validation_view(v: Validation) -> ValidateResponse:
@@ -122,10 +132,12 @@ def validation_view(v: Validation) -> ValidateResponse:
         validation_id=v.id, hf_model_id=v.hf_model_id, supported=v.supported,
         errors=v.errors, warnings=v.warnings, family=v.family,
         pipeline_class=v.pipeline_class,
-        pipeline_tag=spec.pipeline_tag if spec else None, tasks=spec.tasks if spec else [],
+        pipeline_tag=spec.pipeline_tag if spec else None,
+        tasks=spec.tasks if spec and v.kind != "controlnet" else [],
         license=v.license, requires_license_acceptance=v.requires_license_acceptance,
         pricing=(Pricing(per_image=v.price_per_image, currency=v.currency)
                  if v.price_per_image is not None else None),
         parameters=v.parameters, source=source, kind=v.kind, base_model=v.base_model,
         rank=v.rank, target_modules=v.target_modules, size=v.size, sha256=v.sha256,
-        adapter_source=adapter, supports_loras=bool(spec and spec.takes_loras))
+        adapter_source=adapter,
+        supports_loras=bool(spec and spec.takes_loras and v.kind != "controlnet"))

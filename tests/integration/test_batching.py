@@ -86,3 +86,47 @@ def test_concurrent_requests_share_a_call_and_keep_their_bytes(batching):
     assert sizes == [(64, 64)] * 3 + [(96, 64)]
 
 
+
+
+def test_tasks_with_the_same_controlnet_share_a_call_and_keep_their_bytes(batching):
+    """The same ControlNet at the same settings batches, each image with its own control image;
+    another ControlNet, or none, runs in a call of its own."""
+    from tests.integration.test_conditioning import BLUE, CONTROLNET, RED
+
+    client, traces, model = batching
+    control = {"path": CONTROLNET, "conditioning_scale": 0.8}
+    bodies = [{"model": model, "prompt": "a red fox", "seed": 1, "size": "64x64",
+               "controlnets": [{**control, "image": RED}]},
+              {"model": model, "prompt": "a boat", "seed": 2, "size": "64x64",
+               "controlnets": [{**control, "image": BLUE}]},
+              {"model": model, "prompt": "a boat", "seed": 2, "size": "64x64",
+               "controlnets": [{**control, "image": RED}]},
+              {"model": model, "prompt": "a boat", "seed": 2, "size": "64x64"}]
+
+    def submit(body):
+        r = client.post("/v1/images/generations", json=body)
+        assert r.status_code == 202, r.text
+        return r.json()["task_id"]
+
+    def png(task_id):
+        task = wait_task(client, task_id)
+        assert task["status"] == "completed", task
+        return download(task["result"]["data"][0]["url"])
+
+    blocker = submit({"model": model, "prompt": "busy", "size": "512x512",
+                      "num_inference_steps": 48})
+    while client.get(f"/v1/tasks/{blocker}").json()["status"] == "queued":
+        time.sleep(0.05)
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        ids = list(pool.map(submit, bodies))
+    together = [png(i) for i in ids]
+    alone_ids, alone = [], []
+    for body in bodies[:3]:  # one at a time: each runs in a call of its own
+        alone_ids.append(submit(body))
+        alone.append(png(alone_ids[-1]))
+
+    assert together[:3] == alone  # the same control image, the same bytes alone or batched
+    assert len(set(together)) == 4
+    spans = denoise_spans(traces, set(ids) | set(alone_ids))
+    assert [spans[i]["attributes"]["tessera.batch_tasks"] for i in ids] == [3, 3, 3, 1]
+    assert all(spans[i]["attributes"]["tessera.batch_tasks"] == 1 for i in alone_ids)
