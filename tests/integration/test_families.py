@@ -88,6 +88,12 @@ def test_family_end_to_end(client_a, models, family):
         assert task["request"]["task"] == "image-to-image"
         assert task["request"]["strength"] == 0.6
         assert image_of(task).size == (80, 64)
+    if "upscale" in tasks:
+        task = submit(client_a, "/v1/images/upscale", {"model": model, "image": png_b64(),
+                                                        "seed": 5})
+        factor = v["parameters"]["upscale_factor"]
+        assert task["request"]["task"] == "upscale" and task["request"]["scale"] == factor
+        assert image_of(task).size == (80 * factor, 64 * factor)
     if "inpaint" in tasks:
         r = client_a.post("/v1/images/edits", json={
             "model": model, "prompt": "a window", "image": png_b64(), "mask_image": mask_b64(),

@@ -132,3 +132,39 @@ def test_an_edit_keeps_its_input_size_and_carries_its_inputs_and_adapters():
                                     image_keys=["a"], mask_key=None, loras=[lora])
     assert (params.width, params.height, params.strength) == (512, 128, 0.4)
     assert params.image_keys == ["a"] and params.loras == [lora]
+
+
+def test_controlnet_and_reference_fields_are_bounded():
+    from pydantic import ValidationError
+
+    ok = {"path": "tessera/tiny-flux-controlnet", "image": "upl_x"}
+    req = GenerationRequest(model="m", prompt="p", controlnets=[ok],
+                            reference_images=[{"image": "upl_y", "scale": 0}])
+    entry = req.controlnets[0]
+    assert (entry.conditioning_scale, entry.start, entry.end, entry.preprocess) == (
+        1.0, 0.0, 1.0, "none")
+    for bad in ({"controlnets": [ok] * 3}, {"controlnets": [{**ok, "start": 0.5, "end": 0.5}]},
+                {"controlnets": [{**ok, "conditioning_scale": 2.1}]},
+                {"controlnets": [{**ok, "preprocess": "hed"}]},
+                {"controlnets": [{**ok, "extra": 1}]},
+                {"reference_images": [{"image": "upl_y"}] * 5},
+                {"reference_images": [{"image": "upl_y", "scale": 3}]}):
+        with pytest.raises(ValidationError):
+            GenerationRequest(model="m", prompt="p", **bad)
+
+
+def test_an_upscale_is_the_input_times_the_models_factor():
+    from serve_app.wire.schema import UpscaleRequest
+
+    swin = FAMILIES["swin2sr"].parameters.model_copy(update={"upscale_factor": 2})
+    warnings: list[str] = []
+    req = UpscaleRequest(model="m", image="upl_x", prompt="ignored", seed=5)
+    params = req.to_generate_params(swin, warnings, (64, 48), "k")
+    assert (params.task, params.width, params.height, params.upscale) == ("upscale", 128, 96, 2)
+    assert params.image_keys == ["k"] and params.seeds == [5] and params.prompt == ""
+    assert warnings == ["this upscaler reads no prompt: prompt is ignored"]
+    sd = FAMILIES["sd-upscaler"].parameters
+    params = UpscaleRequest(model="m", image="upl_x", prompt="a field").to_generate_params(
+        sd, [], (40, 32), "k")
+    assert (params.width, params.height, params.prompt) == (160, 128, "a field")
+    assert params.num_inference_steps == sd.num_inference_steps
