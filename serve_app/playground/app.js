@@ -38,8 +38,16 @@ function modelTasks(m) {
   return {
     t2i: m.tasks.includes("text-to-image"),
     edit: m.tasks.some((t) => EDIT_TASKS.includes(t)),
+    up: m.tasks.includes("upscale"),
   };
 }
+
+// what each mode's models must do, and the route its requests go to
+const MODES = {
+  generate: { can: (m) => modelTasks(m).t2i, route: "v1/images/generations" },
+  edit: { can: (m) => modelTasks(m).edit, route: "v1/images/edits" },
+  upscale: { can: (m) => modelTasks(m).up, route: "v1/images/upscale" },
+};
 
 async function loadModels() {
   if (!key()) { keyMessage("Enter your API key to start."); return; }
@@ -62,12 +70,13 @@ function fillModelSelects() {
     if (i >= 2) select.append(new Option("(none)", ""));
     // each model once, under its own task; those that cannot do this mode's task are greyed
     for (const [label, test] of [["text-to-image", (m) => modelTasks(m).t2i],
-                                 ["image-to-image", (m) => !modelTasks(m).t2i]]) {
+                                 ["image-to-image", (m) => !modelTasks(m).t2i && modelTasks(m).edit],
+                                 ["upscale", (m) => modelTasks(m).up]]) {
       const group = document.createElement("optgroup");
       group.label = label;
       for (const m of state.models.filter(test)) {
         const option = new Option(m.id, m.id);
-        option.disabled = state.mode === "generate" ? !modelTasks(m).t2i : !modelTasks(m).edit;
+        option.disabled = !MODES[state.mode].can(m);
         group.append(option);
       }
       select.append(group);
@@ -93,8 +102,16 @@ function applyModel() {
     $("guidance").value = p.guidance_scale;
     $("guidance").max = p.max_guidance_scale;
   }
-  $("negative-row").hidden = !p.negative_prompt;
-  $("adapters-row").hidden = !m.supports_loras;
+  const upscale = state.mode === "upscale";
+  $("negative-row").hidden = !p.negative_prompt || !p.prompt;
+  $("adapters-row").hidden = !m.supports_loras || upscale;
+  // an upscale's size is the input's times the model's factor; some upscalers read no prompt
+  $("prompt-row").hidden = !p.prompt;
+  $("steps-row").hidden = p.max_steps <= 1;
+  for (const id of ["size-row", "count-row"]) $(id).hidden = upscale;
+  $("upscale-factor").hidden = !upscale;
+  $("upscale-factor").textContent = upscale && p.upscale_factor
+    ? `×${p.upscale_factor}: the output is ${p.upscale_factor} times the input's width and height` : "";
   for (const id of ["width", "height"]) {
     $(id).min = p.min_side; $(id).max = p.max_side;
   }
@@ -120,8 +137,18 @@ function sizeValue() {
 }
 
 function requestBody(model) {
-  const body = { model, prompt: $("prompt").value };
   const m = state.models.find((x) => x.id === model);
+  if (state.mode === "upscale") {
+    const body = { model };
+    if (!$("prompt-row").hidden && $("prompt").value.trim()) body.prompt = $("prompt").value;
+    if (!$("negative-row").hidden && $("negative").value.trim()) body.negative_prompt = $("negative").value;
+    if (!$("steps-row").hidden && $("steps").value) body.num_inference_steps = Number($("steps").value);
+    if (!$("guidance-row").hidden && $("guidance").value !== "") body.guidance_scale = Number($("guidance").value);
+    if ($("seed").value !== "") body.seed = Number($("seed").value);
+    body.output_format = $("format").value;
+    return body;
+  }
+  const body = { model, prompt: $("prompt").value };
   if (!$("negative-row").hidden && $("negative").value.trim()) body.negative_prompt = $("negative").value;
   if (state.mode === "generate" || $("size").value === "custom") body.size = sizeValue();
   if ($("steps").value) body.num_inference_steps = Number($("steps").value);
@@ -183,16 +210,19 @@ async function submit(event) {
   event.preventDefault();
   $("form-error").textContent = "";
   if (!key()) { keyMessage("Enter your API key first.", true); return; }
-  if (!$("prompt").value.trim()) { $("form-error").textContent = "Write a prompt first."; return; }
+  if (state.mode !== "upscale" && !$("prompt").value.trim()) {
+    $("form-error").textContent = "Write a prompt first."; return;
+  }
   const models = chosenModels();
   if ($("compare").checked && models.length < 2) {
     $("form-error").textContent = "Compare needs two to four different models."; return;
   }
   if (models.length > 1 && $("seed").value === "") $("seed").value = randomSeed(); // one seed for all
   let edit = null;
-  if (state.mode === "edit") {
-    if (!state.image) { $("form-error").textContent = "Choose an image to edit."; return; }
-    edit = { image: state.image.dataUrl, mask_image: state.maskDirty ? maskDataUrl() : undefined };
+  if (state.mode !== "generate") {
+    if (!state.image) { $("form-error").textContent = `Choose an image to ${state.mode}.`; return; }
+    edit = { image: state.image.dataUrl };
+    if (state.mode === "edit" && state.maskDirty) edit.mask_image = maskDataUrl();
   }
   const results = $("results");
   results.replaceChildren();
@@ -207,7 +237,7 @@ async function runTask(model, body, container) {
     <progress max="1" value="0" aria-label="Progress of ${model}"></progress><div class="images"></div>`;
   card.querySelector("h3").textContent = model;
   container.append(card);
-  const endpoint = state.mode === "edit" ? "v1/images/edits" : "v1/images/generations";
+  const endpoint = MODES[state.mode].route;
   try {
     const created = await api(endpoint, { method: "POST", body: JSON.stringify(body) });
     setStatus(card, `Queued (position ${created.queue_position ?? 0})`);
@@ -384,7 +414,8 @@ async function loadHistory() {
       const li = document.createElement("li");
       const item = document.createElement("button");
       item.type = "button"; item.className = "item";
-      item.textContent = `${(task.request.prompt || "").slice(0, 40)} — ${task.status}`;
+      const what = task.request.prompt || (task.request.task === "upscale" ? `upscale ×${task.request.scale}` : "");
+      item.textContent = `${what.slice(0, 40)} — ${task.status}`;
       item.addEventListener("click", () => restore(task));
       li.append(item);
       if (["queued", "in_progress"].includes(task.status)) {
@@ -405,7 +436,7 @@ async function loadHistory() {
 async function restore(task) {
   const view = await api(`v1/tasks/${task.id}`);
   const r = view.request;
-  setMode(r.task === "text-to-image" || !r.task ? "generate" : "edit");
+  setMode(r.task === "upscale" ? "upscale" : r.task === "text-to-image" || !r.task ? "generate" : "edit");
   if ([...$("model").options].some((o) => o.value === view.model)) { $("model").value = view.model; applyModel(); }
   $("prompt").value = r.prompt || "";
   $("negative").value = r.negative_prompt || "";
@@ -437,8 +468,9 @@ function updateCode() {
   const model = $("model").value || "tessera/tiny-flux";
   const body = requestBody(model);
   const edit = state.mode === "edit";
-  if (edit) { body.image = "data:image/png;base64,<your image>"; if (state.maskDirty) body.mask_image = "data:image/png;base64,<your mask>"; }
-  const endpoint = `${API}v1/images/${edit ? "edits" : "generations"}`;
+  if (state.mode !== "generate") body.image = "data:image/png;base64,<your image>";
+  if (edit && state.maskDirty) body.mask_image = "data:image/png;base64,<your mask>";
+  const endpoint = `${API}${MODES[state.mode].route}`;
   const json = JSON.stringify(body, null, 2);
   const py = JSON.stringify(body, null, 4).replace(/\btrue\b/g, "True").replace(/\bfalse\b/g, "False").replace(/\bnull\b/g, "None");
   const extra = {};
@@ -446,7 +478,9 @@ function updateCode() {
   const code = {
     curl: `curl -s ${endpoint} \\\n  -H "Authorization: Bearer $TESSERA_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -H "Prefer: wait" \\\n  -d '${json.replace(/'/g, "'\\''")}'`,
     python: `import os\nimport httpx\n\nr = httpx.post(\n    "${endpoint}",\n    headers={"Authorization": f"Bearer {os.environ['TESSERA_API_KEY']}", "Prefer": "wait"},\n    json=${py.replace(/\n/g, "\n    ")},\n    timeout=300,\n)\ntask = r.json()\nprint(task["result"]["data"][0]["url"])`,
-    openai: edit
+    openai: state.mode === "upscale"
+      ? "# The OpenAI SDK has no upscale call: use curl or Python (httpx)."
+      : edit
       ? `import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${API}openai/v1", api_key=os.environ["TESSERA_API_KEY"])\nresult = client.images.edit(\n    model=${JSON.stringify(model)},\n    image=open("image.png", "rb"),${state.maskDirty ? '\n    mask=open("mask.png", "rb"),' : ""}\n    prompt=${JSON.stringify(body.prompt)},\n    n=${body.n},\n    extra_body=${JSON.stringify(extra)},\n)\nprint(result.data[0].url)`
       : `import os\nfrom openai import OpenAI\n\nclient = OpenAI(base_url="${API}openai/v1", api_key=os.environ["TESSERA_API_KEY"])\nresult = client.images.generate(\n    model=${JSON.stringify(model)},\n    prompt=${JSON.stringify(body.prompt)},\n    size=${JSON.stringify(body.size)},\n    n=${body.n},\n    extra_body=${JSON.stringify(extra)},\n)\nprint(result.data[0].url)`,
   };
@@ -459,9 +493,11 @@ function randomSeed() { return Math.floor(Math.random() * 2 ** 32); }
 
 function setMode(mode) {
   state.mode = mode;
-  $("tab-generate").setAttribute("aria-selected", String(mode === "generate"));
-  $("tab-edit").setAttribute("aria-selected", String(mode === "edit"));
-  $("edit-panel").hidden = mode !== "edit";
+  for (const name of Object.keys(MODES)) $(`tab-${name}`).setAttribute("aria-selected", String(mode === name));
+  $("edit-panel").hidden = mode === "generate";
+  // the image is an upscale's input too; the mask and strength are an edit's alone
+  for (const el of [document.querySelector(".mask-tools"), $("strength-row")]) el.hidden = mode !== "edit";
+  $("generate").textContent = mode === "upscale" ? "Upscale" : "Generate";
   fillModelSelects();
 }
 
@@ -480,6 +516,7 @@ function init() {
   $("compare").addEventListener("change", () => { $("compare-models").hidden = !$("compare").checked; });
   $("tab-generate").addEventListener("click", () => setMode("generate"));
   $("tab-edit").addEventListener("click", () => setMode("edit"));
+  $("tab-upscale").addEventListener("click", () => setMode("upscale"));
   $("image-file").addEventListener("change", (e) => loadImage(e.target.files[0]));
   const drop = $("drop-zone");
   drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });

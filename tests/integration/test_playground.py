@@ -116,6 +116,41 @@ def test_edit_with_a_painted_mask(page, tmp_path, client_a):
     shot(page, "playground-edit.png")
 
 
+def test_upscale_an_image(page, tmp_path, client_a):
+    """The Upscale tab: only upscalers to choose, the factor shown, no prompt for an upscaler
+    that reads none; the result is the input times the factor."""
+    from PIL import Image
+
+    source = tmp_path / "small.png"
+    Image.new("RGB", (96, 64), (200, 120, 40)).save(source)
+    page.get_by_role("tab", name="Upscale").click()
+    model = page.get_by_label("Model", exact=True)
+    enabled = model.evaluate("s => [...s.options].filter(o => !o.disabled).map(o => o.value)")
+    assert "tessera/tiny-swin2sr" in enabled and "tessera/tiny-flux" not in enabled
+    model.select_option("tessera/tiny-swin2sr")
+    page.get_by_text("×2: the output is 2 times").wait_for()
+    assert not page.get_by_label("Prompt", exact=True).is_visible()
+    assert not page.get_by_label("Size", exact=True).is_visible()
+    assert not page.get_by_role("button", name="Clear mask").is_visible()  # an edit's alone
+    page.get_by_label("Image", exact=True).set_input_files(str(source))
+    page.get_by_label("Seed", exact=True).fill("9")
+    page.get_by_role("button", name="View code").click()
+    assert "/v1/images/upscale" in page.get_by_label("Request code").inner_text()
+    page.get_by_role("button", name="Upscale", exact=True).click()
+    image = page.get_by_role("img", name="tessera/tiny-swin2sr, seed 9")
+    image.wait_for(timeout=90_000)
+    assert image.evaluate("img => img.naturalWidth") == 192
+    assert page.get_by_text(re.compile(r"seed 9 · 192×128")).is_visible()
+    newest = client_a.get("/v1/tasks", params={"limit": 1}).json()["data"][0]
+    assert newest["request"]["task"] == "upscale" and newest["request"]["scale"] == 2
+    page.get_by_role("button", name="Refresh").click()
+    page.get_by_role("button", name=re.compile(r"^upscale ×2 — completed")).first.wait_for()
+    # the diffusion upscaler reads a prompt
+    model.select_option("tessera/tiny-sd-upscaler")
+    assert page.get_by_label("Prompt", exact=True).is_visible()
+    shot(page, "playground-upscale.png")
+
+
 def test_history_restores_and_cancels(page, client_a, tiny_flux_a):
     page.get_by_label("Model", exact=True).select_option("tessera/tiny-flux")
     page.get_by_label("Size", exact=True).select_option("256x256")
