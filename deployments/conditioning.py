@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from deployments.helpers import IP_ADAPTER_WEIGHTS, helper_path
 from deployments.invariance import make_batch_invariant
+from serve_app.core.errors import ControlNetUnreachableError
 from serve_app.core.types import ControlRef, FamilySpec, GenerateParams, ReferenceRef
 
 CANNY_THRESHOLDS = (100, 200)  # OpenCV's low and high hysteresis thresholds
@@ -164,14 +165,21 @@ class Conditioning:
         return self._pipes.get((id(base), sources), make)
 
     def _load_controlnet(self, ref: ControlRef):
+        """The ControlNet's weights, safetensors only (a pickle-only one fails to load rather
+        than being unpickled); weights that cannot be had fail the task clearly."""
         import diffusers
 
         path = helper_path(ref.source.base, self.data_dir, self.models_dir)
         classes = self.spec.controlnet.model_classes
-        config = getattr(diffusers, classes[0]).load_config(path)
-        name = config.get("_class_name") if config.get("_class_name") in classes else classes[0]
-        model = getattr(diffusers, name).from_pretrained(path, torch_dtype=self.dtype,
-                                                         use_safetensors=True)
+        try:
+            config = getattr(diffusers, classes[0]).load_config(path)
+            name = (config.get("_class_name") if config.get("_class_name") in classes
+                    else classes[0])
+            model = getattr(diffusers, name).from_pretrained(path, torch_dtype=self.dtype,
+                                                             use_safetensors=True)
+        except OSError as exc:  # missing files, not cached with the Hub away, no safetensors
+            raise ControlNetUnreachableError(
+                f"ControlNet {ref.path} could not be loaded: {str(exc)[:300]}") from None
         return model.to(self.device).eval()
 
     def _forget_pipes(self, source_key, _model) -> None:

@@ -13,9 +13,6 @@ Everything here is blocking; torch, diffusers and transformers are imported insi
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal
@@ -203,25 +200,17 @@ def reference_model_for(family: str, configured: str | None, tiny: bool) -> str 
     return TINY_REFERENCE.get(family) if tiny else configured
 
 
+COMPLETE = ".complete"  # a helper directory's last file: it was written whole
+
+
 def ensure_helper(data_dir: str | Path, name: str) -> Path:
-    """A tiny helper's directory, built once (in a temporary directory renamed into place, so
-    a racing replica never sees half of one)."""
-    path = tiny.checkpoint_path(data_dir, name[len(TINY_PREFIX):])
-    if path.is_dir() and (path / ".complete").exists():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    try:
+    """A tiny helper's directory, built once (`tiny.write_once`)."""
+    def build(tmp: Path) -> None:
         TINY_HELPERS[name].build(tmp, str(data_dir))
-        (tmp / ".complete").touch()
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not (path / ".complete").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+        (tmp / COMPLETE).touch()
+
+    return tiny.write_once(tiny.checkpoint_path(data_dir, name[len(TINY_PREFIX):]), COMPLETE,
+                           build)
 
 
 def helper_path(name: str, data_dir: str | Path, models_dir: Path) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -63,25 +61,11 @@ def explain_build_error(exc: BaseException) -> str:
 
 
 def ensure_tiny_checkpoint(data_dir: str | Path, spec: FamilySpec) -> Path:
-    """Write the family's tiny checkpoint once; later calls return the existing one.
-
-    Built in a temporary directory and renamed into place, so a replica that races another
-    (or is killed half-way) never leaves a half-written checkpoint behind.
-    """
+    """Write the family's tiny checkpoint once; later calls return the existing one."""
     path = tiny.checkpoint_path(data_dir, spec.name)
     if (path / spec.index_file).exists():
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=path.parent))
-    try:
-        spec.build_tiny(str(tmp))
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not (path / spec.index_file).exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    tiny.write_once(path, spec.index_file, lambda tmp: spec.build_tiny(str(tmp)))
     logger.info("built tiny %s checkpoint at %s", spec.name, path)
     return path
 

@@ -16,9 +16,6 @@ Everything here is blocking; torch and transformers are imported inside function
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,20 +83,8 @@ def checker_source(settings: SafetySettings, data_dir: str | Path, models_dir: P
     need be), a directory under the models directory, or a Hugging Face repo id."""
     name = settings.checker
     if name == TINY_CHECKER:
-        path = tiny.checkpoint_path(data_dir, "safety-checker")
-        if not (path / "config.json").exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".safety-checker-", dir=path.parent))
-            try:
-                build_tiny_checker(tmp)
-                try:
-                    os.rename(tmp, path)
-                except OSError:
-                    if not (path / "config.json").exists():
-                        raise
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-        return str(path)
+        return str(tiny.write_once(tiny.checkpoint_path(data_dir, "safety-checker"),
+                                   "config.json", build_tiny_checker))
     local = models_dir_path(name, models_dir)
     if local is not None:
         return str(local)

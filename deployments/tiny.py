@@ -7,8 +7,12 @@ torch first: the same code writes the same weights on every machine.
 
 from __future__ import annotations
 
+import os
+import shutil
 import string
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 _CHARS = [c for c in string.printable if not c.isspace()]
 
@@ -16,6 +20,26 @@ _CHARS = [c for c in string.printable if not c.isspace()]
 def checkpoint_path(data_dir: str | Path, family: str) -> Path:
     """Where the family's tiny checkpoint is written (its tiny LoRA repository beside it)."""
     return Path(data_dir) / "tiny" / family
+
+
+def write_once(path: Path, marker: str, build: Callable[[Path], None]) -> Path:
+    """`path`, written by `build` once (it exists when `path / marker` does). Built in a
+    temporary directory beside it and renamed into place, so a replica that races another
+    (or is killed half-way) never leaves a half-written directory behind."""
+    if (path / marker).exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        build(tmp)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not (path / marker).exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
 
 
 def clip_tokenizer(max_length: int = 77):

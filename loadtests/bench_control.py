@@ -23,27 +23,13 @@ and VAE on 512² inputs, seconds per output megapixel.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from loadtests.common import out_dir, write_report
+from loadtests.common import out_dir, p50_ms, write_report
 
 SIZE, STEPS = 256, 4
 CONTROL_FAMILIES = ("flux", "sdxl", "sd3", "qwen-image")
-
-
-def p50_ms(fn, repeats: int, sync=lambda: None) -> float:
-    fn()  # warm-up: first-call allocations, the control image prepared and cached
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 2)
 
 
 def card(size: int):

@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from loadtests.common import out_dir, write_report
+from loadtests.common import out_dir, p50_ms, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results" / "bench_gpu_schnell_h100.json"
 
@@ -42,18 +40,6 @@ def vit_base(path: Path) -> None:
         num_attention_heads=12, intermediate_size=3072, id2label=labels,
         label2id={v: k for k, v in labels.items()})).save_pretrained(str(path))
     ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(str(path))
-
-
-def p50_ms(fn, repeats: int, sync) -> float:
-    fn()  # warm-up: first-call allocations and kernel choices
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 2)
 
 
 def checker(name: str, source: str, device: str, dtype):

@@ -48,6 +48,23 @@ async def import_tiny(client: httpx.AsyncClient, key: str, family: str = "flux")
     return r.json()["id"]
 
 
+def p50_ms(fn, repeats: int, sync=lambda: None) -> float:
+    """The median of `repeats` timed calls of `fn` in milliseconds, after one warm-up call
+    (first-call allocations, kernel choices, caches filled); `sync` drains a device's queue
+    on both sides of each."""
+    import time
+
+    fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1000)
+    return round(statistics.median(times), 2)
+
+
 def percentiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p95": None, "p99": None, "mean": None, "n": 0}

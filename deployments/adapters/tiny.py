@@ -8,13 +8,11 @@ registry or a test, never by the ingress: it loads the tiny pipeline and peft.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from deployments.adapters.sources import WEIGHTS, tiny_lora_path
 from deployments.registry import FAMILIES
+from deployments.tiny import write_once
 from serve_app.core.types import TINY_PREFIX
 
 # attention projections: the layers LoRAs of every diffusers denoiser here touch
@@ -69,16 +67,6 @@ def ensure_tiny_lora(data_dir: str | Path, family: str) -> Path | None:
 
     from deployments.loading import ensure_tiny_checkpoint
 
-    base = ensure_tiny_checkpoint(data_dir, FAMILIES[family])
-    pipe = DiffusionPipeline.from_pretrained(str(base))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{family}-lora-", dir=base.parent))
-    try:
-        build_tiny_lora(pipe, family, tmp)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not (path / WEIGHTS).exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    pipe = DiffusionPipeline.from_pretrained(
+        str(ensure_tiny_checkpoint(data_dir, FAMILIES[family])))
+    return write_once(path, WEIGHTS, lambda tmp: build_tiny_lora(pipe, family, tmp))

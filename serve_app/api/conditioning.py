@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from deployments.helpers import TINY_HELPERS, depth_model_for, reference_model_for
+from deployments.helpers import depth_model_for, reference_model_for
 from deployments.registry import FAMILIES
 from serve_app.api.edit_inputs import InputLoader
 from serve_app.api.resolve import ModelResolver
@@ -46,52 +46,51 @@ class ConditioningStager:
         if len(body.controlnets) > spec.controlnet.max_controlnets:
             raise InvalidRequestError(f"{model.id} runs at most {spec.controlnet.max_controlnets}"
                                       " ControlNet(s) in one generation", param="controlnets")
-        found = [await self._resolve(tenant, model, c, f"controlnets[{i}]")
-                 for i, c in enumerate(body.controlnets)]
-        refs = []
-        for i, (entry, (where, modes)) in enumerate(zip(body.controlnets, found, strict=True)):
+        # everything that can be refused without reading an image, first
+        settings = []
+        for i, entry in enumerate(body.controlnets):
             param = f"controlnets[{i}]"
-            depth = None
-            if entry.preprocess == "depth":
-                depth = depth_model_for(self.config.control.depth_model,
-                                        model.source.tiny_family is not None)
-                if depth is None:
-                    raise InvalidRequestError(
-                        f"{param}.preprocess: depth needs a depth model, which this server "
-                        "does not set (control.depth_model); send a depth map with preprocess: "
-                        "none", param=f"{param}.preprocess")
-            image = await self.inputs.load_image(tenant, entry.image, f"{param}.image")
-            key, sha = await self.inputs.store_input(tenant, task_id, f"control{i}", image)
-            refs.append(ControlRef(
-                path=entry.path, source=where, image_key=key, image_sha256=sha,
+            controlnet = await self._resolve(tenant, model, entry, param)
+            settings.append(dict(
+                path=entry.path, source=controlnet.source,
                 conditioning_scale=entry.conditioning_scale, start=entry.start, end=entry.end,
-                preprocess=entry.preprocess, depth_model=depth,
-                control_mode=self._mode(entry, modes, model, param)))
+                preprocess=entry.preprocess, depth_model=self._depth(entry, model, param),
+                control_mode=self._mode(entry, controlnet, model, param)))
+        refs = []
+        for i, (entry, fields) in enumerate(zip(body.controlnets, settings, strict=True)):
+            image = await self.inputs.load_image(tenant, entry.image, f"controlnets[{i}].image")
+            key, sha = await self.inputs.store_input(tenant, task_id, f"control{i}", image)
+            refs.append(ControlRef(image_key=key, image_sha256=sha, **fields))
         return refs
 
+    def _depth(self, entry: ControlNetInput, model: ModelRecord, param: str) -> str | None:
+        """The depth model of `preprocess: depth` (None for the other preprocessings)."""
+        if entry.preprocess != "depth":
+            return None
+        depth = depth_model_for(self.config.control.depth_model,
+                                model.source.tiny_family is not None)
+        if depth is None:
+            raise InvalidRequestError(
+                f"{param}.preprocess: depth needs a depth model, which this server does not "
+                "set (control.depth_model); send a depth map with preprocess: none",
+                param=f"{param}.preprocess")
+        return depth
+
     async def _resolve(self, tenant: str, model: ModelRecord, entry: ControlNetInput,
-                       param: str) -> tuple[ModelSource, dict[str, int]]:
-        """(what the replica loads, the ControlNet's named control modes), once it is known to
-        fit the model's family."""
+                       param: str) -> FoundControlNet:
+        """The ControlNet `entry` names (what the replica loads, its family, its control
+        modes), once it is known to fit the model."""
         path = f"{param}.path"
         if is_tenant_model(entry.path):
             record = await self.resolver.imported(tenant, entry.path, param=path)
             if record.kind != "controlnet":
                 raise InvalidRequestError(f"{path}: {entry.path} is not a ControlNet (it is a "
                                           f"{record.kind})", param=path)
-            family, source = record.family, record.source
-            tiny = source.base in TINY_HELPERS
-            catalog = CONTROLNETS.get(record.hf_model_id)
+            # its config again (cached, or in its directory): the record keeps the family
+            found = await self._locate(record.source.base, path, local=True)
         else:
-            found = self._found.get(entry.path)
-            if found is None:
-                found = await asyncio.to_thread(locate_controlnet, entry.path,
-                                                self.config.models_path, path)
-                if len(self._found) >= MAX_REMEMBERED:
-                    self._found.pop(next(iter(self._found)))
-                self._found[entry.path] = found
-            family, source, tiny = found.family, found.source, found.tiny
-            catalog = CONTROLNETS.get(entry.path)
+            found = await self._locate(entry.path, path)
+        family, tiny = found.family, found.tiny
         if family != model.family:
             raise ControlNetIncompatibleError(
                 f"{path}: {entry.path} is a {FAMILIES[family].display_name} ControlNet; "
@@ -101,28 +100,44 @@ class ConditioningStager:
             raise ControlNetIncompatibleError(
                 f"{path}: the built-in tiny ControlNets run on the tiny models only, and the "
                 f"tiny models take only them ({model.id}, {entry.path})", param=path)
-        return source, (catalog.modes if catalog else {})
+        return found
 
-    def _mode(self, entry: ControlNetInput, modes: dict[str, int], model: ModelRecord,
+    async def _locate(self, name: str, param: str, local: bool = False) -> FoundControlNet:
+        """Where a ControlNet is and what its config says, remembered (a bounded map)."""
+        found = self._found.get(name)
+        if found is None:
+            found = await asyncio.to_thread(locate_controlnet, name, self.config.models_path,
+                                            param, local)
+            if len(self._found) >= MAX_REMEMBERED:
+                self._found.pop(next(iter(self._found)))
+            self._found[name] = found
+        return found
+
+    def _mode(self, entry: ControlNetInput, found: FoundControlNet, model: ModelRecord,
               param: str) -> int | None:
-        """A union ControlNet's control_mode, a number or a name its catalog entry knows."""
-        if entry.control_mode is None:
+        """A union ControlNet's control_mode (a number, or a name the catalog knows): required
+        by a union ControlNet, refused by any other."""
+        where = f"{param}.control_mode"
+        if found.modes is None or not FAMILIES[model.family].controlnet.takes_mode:
+            if entry.control_mode is not None:
+                raise InvalidRequestError(f"{where}: {entry.path} is not a union ControlNet; "
+                                          "it takes no control_mode", param=where)
             return None
-        spec = FAMILIES[model.family].controlnet
-        if not spec.takes_mode:
-            raise InvalidRequestError(f"{param}.control_mode: {model.family} ControlNets take "
-                                      "no control_mode", param=f"{param}.control_mode")
-        if isinstance(entry.control_mode, int):
-            if entry.control_mode < 0:
-                raise InvalidRequestError(f"{param}.control_mode must not be negative",
-                                          param=f"{param}.control_mode")
-            return entry.control_mode
-        if entry.control_mode not in modes:
-            known = ", ".join(sorted(modes)) or "none known by name: give its number"
-            raise InvalidRequestError(f"{param}.control_mode: {entry.control_mode!r} is not a "
-                                      f"mode of {entry.path} ({known})",
-                                      param=f"{param}.control_mode")
-        return modes[entry.control_mode]
+        catalog = CONTROLNETS.get(entry.path) or CONTROLNETS.get(found.source.base)
+        names = catalog.modes if catalog else {}
+        if entry.control_mode is None:
+            known = f" ({', '.join(sorted(names, key=names.get))})" if names else ""
+            raise InvalidRequestError(f"{where}: {entry.path} is a union ControlNet: say what "
+                                      f"its image shows with control_mode, 0 to "
+                                      f"{found.modes - 1}{known}", param=where)
+        mode = names.get(entry.control_mode) if isinstance(entry.control_mode, str) else (
+            entry.control_mode)
+        if mode is None or not 0 <= mode < found.modes:
+            known = ", ".join(sorted(names, key=names.get)) or "none known by name"
+            raise InvalidRequestError(f"{where}: {entry.control_mode!r} is not a mode of "
+                                      f"{entry.path} (0 to {found.modes - 1}; {known})",
+                                      param=where)
+        return mode
 
     async def references(self, tenant: str, model: ModelRecord, body: GenerationRequest,
                          task_id: str) -> tuple[list[ReferenceRef], ModelSource | None]:

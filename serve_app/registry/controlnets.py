@@ -79,6 +79,7 @@ class FoundControlNet:
     class_name: str | None = None
     root: Path | None = None
     hub: bool = False
+    modes: int | None = None  # a union ControlNet's number of control modes (None: not one)
 
     @property
     def tiny(self) -> bool:
@@ -142,7 +143,9 @@ def _from_config(name: str, config_path: Path, source: ModelSource, param: str,
         raise ControlNetUnreachableError(
             f"{param}: {name} is not a ControlNet Tessera runs (its class is {found!r}; "
             f"ControlNet classes: {known})", param=param)
-    return FoundControlNet(source, spec.name, config.get("_class_name"), root, hub)
+    modes = config.get("num_mode")
+    return FoundControlNet(source, spec.name, config.get("_class_name"), root, hub,
+                           modes if isinstance(modes, int) and modes > 0 else None)
 
 
 def is_controlnet_dir(path: Path) -> bool:

@@ -376,14 +376,16 @@ def image_source(value: ImageInput) -> tuple[str, str]:
     return "base64", value
 
 
+IMAGE_FORMS = ("base64 (plain or data URI), an http(s) URL, an upload_id, or an object with one "
+               "of image_url / upload_id / b64_json")
+
+
 class ControlNetInput(_Request):
     """One ControlNet of a generation and its control image."""
 
     path: str = Field(min_length=1, max_length=1024, description="a tm_* ControlNet you "
                       "imported, a catalog ControlNet, or a Hugging Face repo id (owner/name)")
-    image: ImageInput = Field(description="the control image: base64 (plain or data URI), an "
-                              "http(s) URL, an upload_id, or an object with one of image_url / "
-                              "upload_id / b64_json")
+    image: ImageInput = Field(description=f"the control image: {IMAGE_FORMS}")
     conditioning_scale: float = Field(1.0, ge=0, le=2, description="how strongly it steers; 0 "
                                       "leaves the image exactly as without it")
     start: float = Field(0.0, ge=0, le=1, description="the fraction of the steps it acts from")
@@ -404,9 +406,7 @@ class ControlNetInput(_Request):
 class ReferenceImage(_Request):
     """One reference image of a generation: a picture whose content or style it carries."""
 
-    image: ImageInput = Field(description="base64 (plain or data URI), an http(s) URL, an "
-                              "upload_id, or an object with one of image_url / upload_id / "
-                              "b64_json")
+    image: ImageInput = Field(description=IMAGE_FORMS)
     scale: float = Field(1.0, ge=0, le=2, description="how strongly it conditions; 0 leaves "
                          "the image exactly as without it")
 
@@ -425,9 +425,7 @@ class UpscaleRequest(_TaskFields):
 
     model: str = Field(min_length=1, max_length=256, description="an upscaler: GET "
                        "/v1/models?task=upscale")
-    image: ImageInput = Field(description="base64 (plain or data URI), an http(s) URL, an "
-                              "upload_id, or an object with one of image_url / upload_id / "
-                              "b64_json")
+    image: ImageInput = Field(description=IMAGE_FORMS)
     scale: int | None = Field(None, ge=2, le=8, description="the factor; each model has one "
                               "(its parameters.upscale_factor), the default")
     prompt: str | None = Field(None, max_length=4000, description="diffusion upscalers: what "

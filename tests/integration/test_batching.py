@@ -42,29 +42,41 @@ def denoise_spans(traces, task_ids: set[str], timeout: float = 20) -> dict[str, 
         time.sleep(0.3)
 
 
+def submitter(client):
+    def submit(body: dict) -> str:
+        r = client.post("/v1/images/generations", json=body)
+        assert r.status_code == 202, r.text
+        return r.json()["task_id"]
+
+    return submit
+
+
+def pngs(task: dict) -> list[bytes]:
+    assert task["status"] == "completed", task
+    return [download(d["url"]) for d in task["result"]["data"]]
+
+
+def busy(client, model: str) -> str:
+    """A slow task that has started: tasks submitted now gather into the next call."""
+    blocker = submitter(client)({"model": model, "prompt": "busy", "size": "512x512",
+                                 "num_inference_steps": 48})
+    while client.get(f"/v1/tasks/{blocker}").json()["status"] == "queued":
+        time.sleep(0.05)
+    return blocker
+
+
 def test_concurrent_requests_share_a_call_and_keep_their_bytes(batching):
     client, traces, model = batching
+    submit = submitter(client)
     bodies = [{"model": model, "prompt": "a red fox", "seed": 1, "size": "64x64"},
               {"model": model, "prompt": "a lighthouse at night", "seed": 2, "size": "64x64",
                "n": 2},
               {"model": model, "prompt": "a boat", "seed": 3, "size": "64x64"},
               {"model": model, "prompt": "a boat", "seed": 3, "size": "96x64"}]
 
-    def submit(body):
-        r = client.post("/v1/images/generations", json=body)
-        assert r.status_code == 202, r.text
-        return r.json()["task_id"]
-
-    def pngs(task):
-        assert task["status"] == "completed", task
-        return [download(d["url"]) for d in task["result"]["data"]]
-
     # A task that finds the replica idle starts at once; tasks arriving while it is busy gather
     # into the next call. So keep it busy with a slow task, then submit the four at once.
-    blocker = submit({"model": model, "prompt": "busy", "size": "512x512",
-                      "num_inference_steps": 48})
-    while client.get(f"/v1/tasks/{blocker}").json()["status"] == "queued":
-        time.sleep(0.05)
+    blocker = busy(client, model)
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         ids = list(pool.map(submit, bodies))
     assert client.get(f"/v1/tasks/{blocker}").json()["status"] == "in_progress"
@@ -91,10 +103,10 @@ def test_concurrent_requests_share_a_call_and_keep_their_bytes(batching):
 def test_tasks_with_the_same_controlnet_share_a_call_and_keep_their_bytes(batching):
     """The same ControlNet at the same settings batches, each image with its own control image;
     another ControlNet, or none, runs in a call of its own."""
-    from tests.integration.test_conditioning import BLUE, CONTROLNET, RED
+    from tests.support.images import BLUE, RED
 
     client, traces, model = batching
-    control = {"path": CONTROLNET, "conditioning_scale": 0.8}
+    control = {"path": "tessera/tiny-flux-controlnet", "conditioning_scale": 0.8}
     bodies = [{"model": model, "prompt": "a red fox", "seed": 1, "size": "64x64",
                "controlnets": [{**control, "image": RED}]},
               {"model": model, "prompt": "a boat", "seed": 2, "size": "64x64",
@@ -103,20 +115,12 @@ def test_tasks_with_the_same_controlnet_share_a_call_and_keep_their_bytes(batchi
                "controlnets": [{**control, "image": RED}]},
               {"model": model, "prompt": "a boat", "seed": 2, "size": "64x64"}]
 
-    def submit(body):
-        r = client.post("/v1/images/generations", json=body)
-        assert r.status_code == 202, r.text
-        return r.json()["task_id"]
+    submit = submitter(client)
 
     def png(task_id):
-        task = wait_task(client, task_id)
-        assert task["status"] == "completed", task
-        return download(task["result"]["data"][0]["url"])
+        return pngs(wait_task(client, task_id))[0]
 
-    blocker = submit({"model": model, "prompt": "busy", "size": "512x512",
-                      "num_inference_steps": 48})
-    while client.get(f"/v1/tasks/{blocker}").json()["status"] == "queued":
-        time.sleep(0.05)
+    busy(client, model)
     with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
         ids = list(pool.map(submit, bodies))
     together = [png(i) for i in ids]

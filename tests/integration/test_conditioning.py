@@ -5,32 +5,20 @@ Every path runs the real diffusers and transformers classes with random weights.
 
 from __future__ import annotations
 
-import base64
 import io
 import shutil
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from tests.support.api import KEY_A, download, error_of, import_model, wait_task
+from tests.support.images import BLUE, RED, png_b64
 
 FLUX, CONTROLNET = "tessera/tiny-flux", "tessera/tiny-flux-controlnet"
 ASK = {"prompt": "a red fox", "size": "128x128", "seed": 7, "num_inference_steps": 2}
 
 
-def png(color, size=(96, 96), box=True) -> str:
-    """A PNG as base64: a flat colour with a white rectangle (edges for canny to find)."""
-    pixels = np.zeros((size[1], size[0], 3), np.uint8)
-    pixels[:] = color
-    if box:
-        pixels[size[1] // 4:size[1] // 2, size[0] // 5:size[0] * 3 // 5] = 255
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return base64.b64encode(out.getvalue()).decode()
-
-
-RED, BLUE = png((200, 20, 20)), png((20, 20, 200), box=False)
+png = png_b64
 
 
 def run(client, body: dict, route: str = "generations") -> tuple[dict, list[bytes]]:
@@ -190,12 +178,50 @@ def test_validate_hf_reads_controlnet_repositories(client_a, service, models_roo
     assert any("pickle" in e for e in v["errors"]), v
 
     repo_id = "someone/flux-controlnet"
-    snapshot = hf_home / "hub" / "models--someone--flux-controlnet" / "snapshots" / ("0" * 40)
-    shutil.copytree(ensure_helper(service.data_dir, CONTROLNET), snapshot, dirs_exist_ok=True)
-    (snapshot.parent.parent / "refs").mkdir(exist_ok=True)
-    (snapshot.parent.parent / "refs" / "main").write_text("0" * 40)
+    hub_repo(hf_home, repo_id, ensure_helper(service.data_dir, CONTROLNET))
     v = client_a.post("/v1/my-models/validate-hf", json={"hf_model_id": repo_id}).json()
     assert v["supported"] and v["kind"] == "controlnet" and v["family"] == "flux", v
+
+
+def hub_repo(hf_home, repo_id: str, source) -> None:
+    """A repository laid out in the Hugging Face cache (the Hub is offline here)."""
+    root = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    shutil.copytree(source, root / "snapshots" / ("0" * 40), dirs_exist_ok=True)
+    (root / "refs").mkdir(exist_ok=True)
+    (root / "refs" / "main").write_text("0" * 40)
+
+
+def test_a_union_controlnet_takes_its_control_mode(client_a, service, hf_home, tmp_path):
+    """A FLUX union ControlNet (its config has num_mode) from the Hub cache: the mode goes to
+    the pipeline (two modes, two images); it must be given, and within range."""
+    import json
+
+    import torch
+    from diffusers import FluxControlNetModel
+
+    from deployments.helpers import ensure_helper
+
+    config = json.loads((ensure_helper(service.data_dir, CONTROLNET) / "config.json").read_text())
+    torch.manual_seed(3)
+    union = FluxControlNetModel.from_config({**config, "num_mode": 3})
+    with torch.no_grad():
+        for p in union.parameters():
+            if not p.abs().sum():
+                p.normal_(0, 0.05)  # zero convolutions made to steer, as the tiny ones are
+    union.save_pretrained(str(tmp_path / "union"), safe_serialization=True)
+    hub_repo(hf_home, "someone/flux-union", tmp_path / "union")
+    path = "someone/flux-union"
+    zero = image(client_a, controlnets=[control(path, control_mode=0)])
+    two = image(client_a, controlnets=[control(path, control_mode=2)])
+    assert zero != two
+    for mode, says in [(None, "is a union ControlNet"), (3, "is not a mode"),
+                       ("canny", "is not a mode")]:
+        err = error_of(client_a.post("/v1/images/generations", json={
+            "model": FLUX, **ASK, "controlnets": [control(path, control_mode=mode)]}), 400)
+        assert err["param"] == "controlnets[0].control_mode" and says in err["message"]
+    err = error_of(client_a.post("/v1/images/generations", json={
+        "model": FLUX, **ASK, "controlnets": [control(control_mode=1)]}), 400)
+    assert "not a union ControlNet" in err["message"]
 
 
 # ---------------------------------------------------------------- reference images

@@ -139,7 +139,7 @@ def test_one_controlnet_batches_with_per_image_control_images(tiny_calls):
     assert len(groups) == 1
     together = calls.run(base, groups[0])
     alone = calls.run(base, [a]) + calls.run(base, [b])
-    assert len(together) == 3 and all(same(x, y) for x, y in zip(together, alone))
+    assert len(together) == 3 and all(same(x, y) for x, y in zip(together, alone, strict=True))
     assert not same(together[0], calls.run(base, [job("c")])[0])
 
 

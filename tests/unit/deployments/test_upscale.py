@@ -18,7 +18,9 @@ def test_spans_cover_the_side_with_at_least_the_overlap(length, tile, overlap):
     assert starts[0] == 0
     ends = [min(s + tile, length) for s in starts]
     assert ends[-1] == length
-    for (s0, e0), s1 in zip(zip(starts, ends), starts[1:]):
+    for s0, e0, s1 in zip(starts, ends, starts[1:] + [length], strict=True):
+        if s1 == length:
+            break
         assert e0 - s1 >= overlap  # neighbours overlap by at least `overlap`
         assert s1 > s0
 
