@@ -45,7 +45,10 @@ SPEC = FamilySpec(
     # InstantX's and Shakker-Labs' ControlNets; the union ones take a control_mode
     controlnet=ControlNetSpec(("FluxControlNetModel",), "FluxMultiControlNetModel",
                               "FluxControlNetPipeline",
-                              takes_mode=True),
+                              takes_mode=True,
+                              fit_keys=("in_channels", "num_attention_heads",
+                                        "attention_head_dim", "joint_attention_dim",
+                                        "pooled_projection_dim")),
     reference="redux",  # FLUX.1 Redux: image tokens beside the prompt's
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),

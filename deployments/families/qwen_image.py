@@ -35,7 +35,9 @@ SPEC = FamilySpec(
     takes_loras=True,
     controlnet=ControlNetSpec(("QwenImageControlNetModel",), "QwenImageMultiControlNetModel",
                               "QwenImageControlNetPipeline",
-                              max_controlnets=1),  # diffusers runs one Qwen-Image ControlNet
+                              max_controlnets=1,  # diffusers runs one Qwen-Image ControlNet
+                              fit_keys=("num_attention_heads", "attention_head_dim",
+                                        "joint_attention_dim")),
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),
 )

@@ -54,7 +54,10 @@ SPEC = FamilySpec(
                               "StableDiffusionXLControlNetPipeline",
                               image_kwarg="image",
                               # SD 1.5's ControlNets share the class, not the SDXL time ids
-                              config_requires=(("addition_embed_type", "text_time"),)),
+                              config_requires=(("addition_embed_type", "text_time"),),
+                              fit_keys=("block_out_channels", "cross_attention_dim",
+                                        "transformer_layers_per_block",
+                                        "projection_class_embeddings_input_dim")),
     reference="ip-adapter",
     build_tiny=build_tiny,
     tiny_parameters=tiny_parameters(PARAMETERS),

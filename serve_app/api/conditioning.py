@@ -20,7 +20,12 @@ from serve_app.core.config import TesseraConfig
 from serve_app.core.errors import ControlNetIncompatibleError, InvalidRequestError
 from serve_app.core.models import ModelRecord, is_tenant_model
 from serve_app.core.types import ControlRef, ModelSource, ReferenceRef
-from serve_app.registry.controlnets import CONTROLNETS, FoundControlNet, locate_controlnet
+from serve_app.registry.controlnets import (
+    CONTROLNETS,
+    FoundControlNet,
+    locate_controlnet,
+    misfit,
+)
 from serve_app.wire.schema import ControlNetInput, GenerationRequest
 
 MAX_REMEMBERED = 1024  # Hub ControlNets whose family this ingress replica remembers
@@ -96,10 +101,17 @@ class ConditioningStager:
                 f"{path}: {entry.path} is a {FAMILIES[family].display_name} ControlNet; "
                 f"{model.id} is a {FAMILIES[model.family].display_name} model",
                 param=path)
-        if tiny != (model.source.tiny_family is not None):
+        if tiny and model.source.tiny_family is None:
             raise ControlNetIncompatibleError(
-                f"{path}: the built-in tiny ControlNets run on the tiny models only, and the "
-                f"tiny models take only them ({model.id}, {entry.path})", param=path)
+                f"{path}: {entry.path} is a built-in tiny ControlNet: it runs on the tiny "
+                f"models only, not on {model.id}", param=path)
+        differ = await asyncio.to_thread(
+            misfit, found, model.source, self.config.data_dir, self.config.models_path,
+            FAMILIES[model.family].controlnet.fit_keys)
+        if differ:
+            raise ControlNetIncompatibleError(
+                f"{path}: {entry.path} was made for another {FAMILIES[family].display_name} "
+                f"model than {model.id}: {'; '.join(differ)}", param=path)
         return found
 
     async def _locate(self, name: str, param: str, local: bool = False) -> FoundControlNet:

@@ -246,6 +246,9 @@ class ControlNetSpec:
     # config.json values a ControlNet of the family has (a class shared with other bases, as
     # SDXL's ControlNetModel is with SD 1.5's, is told apart by them)
     config_requires: tuple[tuple[str, Any], ...] = ()
+    # config.json keys a ControlNet shares with the model's denoiser and must agree on (its
+    # widths): a ControlNet made for another size of model is refused before the task runs
+    fit_keys: tuple[str, ...] = ()
     # the pipeline samples the control image's VAE latents from torch's global generator
     # rather than the call's: its tasks run one per call, that generator seeded from the
     # task's first seed, so a task's bytes never depend on what else ran

@@ -80,6 +80,7 @@ class FoundControlNet:
     root: Path | None = None
     hub: bool = False
     modes: int | None = None  # a union ControlNet's number of control modes (None: not one)
+    config: dict = field(default_factory=dict, compare=False)  # its config.json (tiny: none)
 
     @property
     def tiny(self) -> bool:
@@ -145,7 +146,28 @@ def _from_config(name: str, config_path: Path, source: ModelSource, param: str,
             f"ControlNet classes: {known})", param=param)
     modes = config.get("num_mode")
     return FoundControlNet(source, spec.name, config.get("_class_name"), root, hub,
-                           modes if isinstance(modes, int) and modes > 0 else None)
+                           modes if isinstance(modes, int) and modes > 0 else None, config)
+
+
+def misfit(found: FoundControlNet, model: ModelSource, data_dir: str, models_dir: Path,
+           keys: tuple[str, ...]) -> list[str]:
+    """Where the ControlNet's widths differ from the model's denoiser's (blocking: reads the
+    model's config where its checkpoint is on this machine; [] when either is not)."""
+    from deployments.adapters.fit import base_root
+
+    root = base_root(model, data_dir, models_dir)
+    if root is None or not found.config:
+        return []
+    for folder in ("transformer", "unet"):
+        try:
+            denoiser = json.loads((root / folder / CONFIG).read_text())
+            break
+        except (OSError, ValueError):
+            continue
+    else:
+        return []
+    return [f"{k} {found.config[k]} (the model's: {denoiser[k]})" for k in keys
+            if k in found.config and k in denoiser and found.config[k] != denoiser[k]]
 
 
 def is_controlnet_dir(path: Path) -> bool:

@@ -162,12 +162,15 @@ def test_validate_hf_reads_controlnet_repositories(client_a, service, models_roo
     assert v["supported"] and v["kind"] == "controlnet" and v["family"] == "sdxl", v
     assert v["pipeline_class"] == "ControlNetModel"
     model_id = import_model(client_a, str(local), accepted_license=True)  # no card: unknown
+    # loaded from its directory: the same weights as the tiny SDXL ControlNet, the same bytes
     sdxl = "tessera/tiny-sdxl"
-    # imported from a directory: it runs on a real model only (the tiny ones take the tiny
-    # ControlNets), so on a tiny model it is refused as incompatible, before queueing
+    assert image(client_a, sdxl, controlnets=[control(model_id)]) == image(
+        client_a, sdxl, controlnets=[control("tessera/tiny-sdxl-controlnet")])
+    # the built-in tiny ControlNets are refused on a real model
+    real = import_model(client_a, str(local_sdxl(models_root)), accepted_license=True)
     err = error_of(client_a.post("/v1/images/generations", json={
-        "model": sdxl, **ASK, "controlnets": [control(model_id)]}), 400)
-    assert err["code"] == "controlnet_incompatible"
+        "model": real, **ASK, "controlnets": [control("tessera/tiny-sdxl-controlnet")]}), 400)
+    assert err["code"] == "controlnet_incompatible" and "tiny" in err["message"]
 
     pickled = models_root / "pickled-controlnet"
     pickled.mkdir(exist_ok=True)
@@ -181,6 +184,34 @@ def test_validate_hf_reads_controlnet_repositories(client_a, service, models_roo
     hub_repo(hf_home, repo_id, ensure_helper(service.data_dir, CONTROLNET))
     v = client_a.post("/v1/my-models/validate-hf", json={"hf_model_id": repo_id}).json()
     assert v["supported"] and v["kind"] == "controlnet" and v["family"] == "flux", v
+
+
+def local_sdxl(models_root):
+    """A tiny SDXL checkpoint in the models directory: to Tessera, a real model."""
+    from deployments.registry import FAMILIES
+
+    path = models_root / "sdxl-local"
+    if not (path / "model_index.json").exists():
+        FAMILIES["sdxl"].build_tiny(str(path))
+    return path
+
+
+def test_a_controlnet_made_for_another_size_is_refused(client_a, service, hf_home, tmp_path):
+    """The same class and family, other widths: refused before queueing, the widths named."""
+    import json
+
+    from deployments.helpers import ensure_helper
+
+    built = ensure_helper(service.data_dir, CONTROLNET)
+    config = json.loads((built / "config.json").read_text())
+    (tmp_path / "wide").mkdir()
+    (tmp_path / "wide" / "config.json").write_text(json.dumps(
+        {**config, "joint_attention_dim": 4096, "pooled_projection_dim": 768}))
+    hub_repo(hf_home, "someone/flux-dev-controlnet", tmp_path / "wide")
+    err = error_of(client_a.post("/v1/images/generations", json={
+        "model": FLUX, **ASK, "controlnets": [control("someone/flux-dev-controlnet")]}), 400)
+    assert err["code"] == "controlnet_incompatible"
+    assert "joint_attention_dim 4096" in err["message"]
 
 
 def hub_repo(hf_home, repo_id: str, source) -> None:

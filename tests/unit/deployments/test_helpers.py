@@ -58,8 +58,18 @@ def test_tiny_controlnets_are_their_familys_class(tmp_path, name):
     path = ensure_helper(tmp_path, name)
     assert ensure_helper(tmp_path, name) == path  # built once
     config = json.loads((path / "config.json").read_text())
-    assert family_for_controlnet(config).name == TINY_HELPERS[name].family
+    spec = family_for_controlnet(config)
+    assert spec.name == TINY_HELPERS[name].family
     assert any(p.suffix == ".safetensors" for p in path.iterdir())
+    # the widths a ControlNet must share with its model are in both configs, and agree
+    from deployments.loading import ensure_tiny_checkpoint
+
+    root = ensure_tiny_checkpoint(tmp_path, spec)
+    denoiser = json.loads(next((root / d / "config.json").read_text()
+                               for d in ("transformer", "unet") if (root / d).is_dir()))
+    keys = spec.controlnet.fit_keys
+    assert keys and all(k in config and k in denoiser for k in keys)
+    assert {k: config[k] for k in keys} == {k: denoiser[k] for k in keys}
 
 
 def test_the_tiny_depth_model_runs_transformers_depth_estimation(tmp_path):

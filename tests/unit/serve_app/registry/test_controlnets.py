@@ -9,7 +9,13 @@ import json
 import pytest
 
 from serve_app.core.errors import ControlNetUnreachableError
-from serve_app.registry.controlnets import CONTROLNETS, is_controlnet_dir, locate_controlnet
+from serve_app.core.types import ModelSource
+from serve_app.registry.controlnets import (
+    CONTROLNETS,
+    is_controlnet_dir,
+    locate_controlnet,
+    misfit,
+)
 
 
 @pytest.fixture
@@ -67,3 +73,27 @@ def test_directories_only_for_validation(tmp_path):
         locate_controlnet(str(cn), models, "p")
     (cn / "model_index.json").write_text("{}")
     assert not is_controlnet_dir(cn)  # a pipeline, not a ControlNet
+
+
+def test_widths_that_differ_from_the_models_are_named(tmp_path):
+    models = tmp_path / "models"
+    model, cn = models / "flux", models / "cn"
+    (model / "transformer").mkdir(parents=True)
+    (model / "model_index.json").write_text("{}")
+    (model / "transformer" / "config.json").write_text(json.dumps(
+        {"joint_attention_dim": 32, "num_attention_heads": 2}))
+    cn.mkdir()
+    config = {"_class_name": "FluxControlNetModel", "joint_attention_dim": 4096,
+              "num_attention_heads": 2}
+    (cn / "config.json").write_text(json.dumps(config))
+    found = locate_controlnet(str(cn), models, "p", local=True)
+    keys = ("joint_attention_dim", "num_attention_heads")
+    source = ModelSource(base=str(model))
+    assert misfit(found, source, str(tmp_path), models, keys) == [
+        "joint_attention_dim 4096 (the model's: 32)"]
+    (cn / "config.json").write_text(json.dumps({**config, "joint_attention_dim": 32}))
+    fitting = locate_controlnet(str(cn), models, "p", local=True)
+    assert misfit(fitting, source, str(tmp_path), models, keys) == []
+    # a model whose checkpoint is not on this machine: nothing to compare, the replica checks
+    assert misfit(found, ModelSource(base="someone/elsewhere"), str(tmp_path), models,
+                  keys) == []
