@@ -110,3 +110,15 @@ async def until_done(tm, task_id, tenant="a", timeout=5.0):
     raise AssertionError(view)
 
 
+async def until_webhook(tm, task_id, ready, tenant="a", timeout=20.0):
+    """Poll the task's webhook state until `ready(state)` holds; the deadline is generous
+    because a loaded machine may take seconds to run a try, not because a try should."""
+    end, state = time.time() + timeout, None
+    while time.time() < end:
+        state = (await tm.get(task_id, tenant)).webhook_state
+        if state is not None and ready(state):
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(state)
+
+
