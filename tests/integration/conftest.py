@@ -22,6 +22,7 @@ from tests.support.api import (
     free_port,
     import_model,
 )
+from tests.support.webhooks import Receiver
 
 
 @pytest.fixture(scope="session")
@@ -250,3 +251,17 @@ def db_url(request, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'tessera.db'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def receiver():
+    """Makes webhook receivers on 127.0.0.1 (`receiver(fail_first=2)`), stopped after the test."""
+    made: list[Receiver] = []
+
+    def make(fail_first: int = 0) -> Receiver:
+        made.append(Receiver(fail_first))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()

@@ -340,11 +340,8 @@ def test_upscalers_are_listed_by_task(client_a):
     assert ids["caidas/swin2SR-classical-sr-x4-64"]["parameters"]["upscale_factor"] == 4
 
 
-def test_an_upscale_waits_signs_webhooks_and_cancels_like_any_task(service, client_a):
-    import json
-    import threading
+def test_an_upscale_waits_signs_webhooks_and_cancels_like_any_task(service, client_a, receiver):
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     with service.client(KEY_A, Prefer="wait=60") as client:
         r = client.post("/v1/images/upscale", json={"model": "tessera/tiny-swin2sr",
@@ -354,35 +351,18 @@ def test_an_upscale_waits_signs_webhooks_and_cancels_like_any_task(service, clie
         data = download(r.json()["result"]["data"][0]["url"])
         assert Image.open(io.BytesIO(data)).size == (64, 64)
 
-    received: list[tuple[dict, dict]] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-            received.append((dict(self.headers), body))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        r = client_a.post("/v1/images/upscale", json={
-            "model": "tessera/tiny-swin2sr", "image": png((5, 5, 5), size=(32, 32)),
-            "webhook": f"http://127.0.0.1:{server.server_address[1]}/hook"})
-        assert r.status_code == 202, r.text
-        task_id = r.json()["task_id"]
-        deadline = time.time() + 60
-        while time.time() < deadline and not received:
-            time.sleep(0.2)
-    finally:
-        server.shutdown()
-    (headers, body), = received
+    hook = receiver()
+    r = client_a.post("/v1/images/upscale", json={
+        "model": "tessera/tiny-swin2sr", "image": png((5, 5, 5), size=(32, 32)),
+        "webhook": hook.url})
+    assert r.status_code == 202, r.text
+    task_id = r.json()["task_id"]
+    hook.wait(1, timeout=60)
+    (headers, _), = hook.requests
+    (body,) = hook.bodies()
     assert body["id"] == task_id and body["status"] == "completed"
     assert body["request"]["task"] == "upscale"
-    assert {"webhook-id", "webhook-signature"} <= {k.lower() for k in headers}
+    assert {"webhook-id", "webhook-signature"} <= set(headers)
 
     # a long upscale (the diffusion upscaler over many tiles), cancelled while it runs (by the
     # other tenant: tenant A's tasks all complete, which test_families checks)

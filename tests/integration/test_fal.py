@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import importlib
 import io
-import json
 import os
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -136,29 +133,12 @@ def test_errors_a_retry_cannot_fix_are_not_retried(fal):
         assert info.value.status_code not in (408, 409, 429, 502, 503, 504), info.value
 
 
-def test_a_webhook_carries_the_result(fal):
-    received: list[dict] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            received.append(json.loads(self.rfile.read(int(self.headers["content-length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        handle = fal.submit(TINY, arguments={"prompt": "hooked", "num_inference_steps": 2},
-                            webhook_url=f"http://127.0.0.1:{server.server_address[1]}/hook")
-        deadline = time.time() + 60
-        while time.time() < deadline and not received:
-            time.sleep(0.2)
-    finally:
-        server.shutdown()
-    (body,) = received
+def test_a_webhook_carries_the_result(fal, receiver):
+    hook = receiver()
+    handle = fal.submit(TINY, arguments={"prompt": "hooked", "num_inference_steps": 2},
+                        webhook_url=hook.url)
+    hook.wait(1, timeout=60)
+    (body,) = hook.bodies()
     assert body["request_id"] == handle.request_id and body["status"] == "OK"
     assert body["payload"]["images"][0]["url"].startswith("https://")
     assert body["error"] is None

@@ -4,10 +4,6 @@ Tessera over HTTPS (`SSL_CERT_FILE` trusts the test's certificate)."""
 from __future__ import annotations
 
 import io
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -163,36 +159,17 @@ def test_another_tenants_prediction_is_not_found(replicate_a, replicate_b):
     assert made.id not in [p.id for p in replicate_b.predictions.list()]
 
 
-def test_webhooks_are_predictions_signed_with_the_default_secret(replicate_a):
+def test_webhooks_are_predictions_signed_with_the_default_secret(replicate_a, receiver):
     from replicate.webhook import InvalidSignatureError, Webhooks
 
-    received: list[tuple[dict, str]] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["content-length"]))
-            received.append((dict(self.headers), body.decode()))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        made = replicate_a.predictions.create(
-            model=TINY, input={"prompt": "hooked", "num_inference_steps": 2},
-            webhook=f"http://127.0.0.1:{server.server_address[1]}/hook",
-            webhook_events_filter=["start", "completed"])
-        deadline = time.time() + 60
-        while time.time() < deadline and not any(
-                json.loads(b)["status"] == "succeeded" for _, b in received):
-            time.sleep(0.2)
-    finally:
-        server.shutdown()
+    hook = receiver()
+    made = replicate_a.predictions.create(
+        model=TINY, input={"prompt": "hooked", "num_inference_steps": 2}, webhook=hook.url,
+        webhook_events_filter=["start", "completed"])
+    hook.until(lambda r: any(b["status"] == "succeeded" for b in r.bodies()))
+    received = [(headers, body.decode()) for headers, body in hook.requests]
     secret = replicate_a.webhooks.default.secret()
-    bodies = [json.loads(b) for _, b in received]
+    bodies = hook.bodies()
     assert {b["id"] for b in bodies} == {made.id}
     assert [b["status"] for b in bodies] == ["processing", "succeeded"], bodies
     assert bodies[-1]["output"][0].startswith("https://")

@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
@@ -149,52 +147,6 @@ def test_events_stream_progress_previews_and_resume(client_a, tiny_flux_a):
     again = read_events(client_a, task_id)
     assert again[-1]["event"] == "done"
     assert client_a.get("/v1/tasks/task_nope/events").status_code == 404
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that fails its first `fail_first` requests."""
-
-    def __init__(self, fail_first: int = 0):
-        self.requests: list[tuple[dict, bytes]] = []
-        self.fail_first = fail_first
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["content-length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                failing = len(receiver.requests) <= receiver.fail_first
-                self.send_response(500 if failing else 204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, count: int, timeout: float = 30.0) -> None:
-        deadline = time.time() + timeout
-        while len(self.requests) < count and time.time() < deadline:
-            time.sleep(0.05)
-        assert len(self.requests) >= count, self.requests
-
-    def close(self):
-        self.server.shutdown()
-
-
-@pytest.fixture
-def receiver():
-    made = []
-
-    def make(fail_first: int = 0) -> Receiver:
-        made.append(Receiver(fail_first))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.close()
 
 
 def test_webhooks_are_signed_and_retried(client_a, client_b, tiny_flux_a, receiver):
