@@ -33,8 +33,9 @@ class Job:
     context: Any = None  # OpenTelemetry context of the task's tessera.generate span
     images: list = field(default_factory=list)
     mask: Any = None
-    controls: list = field(default_factory=list)  # control images, one per ControlNet
-    references: list = field(default_factory=list)  # reference images
+    # control and reference images, one per entry (None for one at scale 0: not run)
+    controls: list = field(default_factory=list)
+    references: list = field(default_factory=list)
     started: asyncio.Event = field(default_factory=asyncio.Event)
     batch_tasks: int = 1
     steps: asyncio.Queue = field(default_factory=asyncio.Queue)  # Step events, as they happen

@@ -56,11 +56,10 @@ class _Lru:
                 self.on_evict(old_key, old)
         return value
 
-    def __contains__(self, key) -> bool:
-        return key in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
+    def drop(self, doomed: Callable[[Any], bool]) -> None:
+        """Forget every entry whose key is `doomed` (without `on_evict`)."""
+        for key in [k for k in self._items if doomed(k)]:
+            del self._items[key]
 
 
 def active_controls(params: GenerateParams) -> list[ControlRef]:
@@ -68,8 +67,7 @@ def active_controls(params: GenerateParams) -> list[ControlRef]:
 
 
 def active_references(params: GenerateParams) -> list[ReferenceRef]:
-    """A reference at scale 0 adds nothing: it is not run."""
-    return [r for r in params.reference_images if r.scale > 0]
+    return [r for r in params.reference_images if r.active]
 
 
 def canny(image) -> Any:
@@ -184,8 +182,7 @@ class Conditioning:
 
     def _forget_pipes(self, source_key, _model) -> None:
         """A ControlNet evicted: the pipelines built on it go too (they hold it)."""
-        for key in [k for k in self._pipes._items if source_key in k[1]]:
-            del self._pipes._items[key]
+        self._pipes.drop(lambda key: source_key in key[1])
 
     def control_kwargs(self, group: list, width: int, height: int) -> dict:
         """The ControlNet keywords of the call: the prepared control images (per image with one
@@ -283,8 +280,8 @@ class Conditioning:
         references = active_references(first.params)
         if not references:
             return {}
-        images = [first.references[i] for i, r in enumerate(first.params.reference_images)
-                  if r.scale > 0]
+        images = [image for image, ref in zip(first.references, first.params.reference_images,
+                                              strict=True) if ref.active]
         if self.spec.reference == "ip-adapter":
             return {"ip_adapter_image": [images]}
         return self._redux(base, group, references, images, prompt_kwargs)

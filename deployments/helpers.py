@@ -53,9 +53,9 @@ def _noisy(module, std: float = 0.05) -> None:
                 p.normal_(0, std)
 
 
-def _controlnet_like(cls_name: str):
+def _controlnet_like(cls_name: str, family: str) -> Callable[[Path, str], None]:
     """A one-layer ControlNet with the dimensions of the family's tiny transformer."""
-    def build(out: Path, data_dir: str, family: str) -> None:
+    def build(out: Path, data_dir: str) -> None:
         import inspect
 
         import diffusers
@@ -72,18 +72,6 @@ def _controlnet_like(cls_name: str):
         _noisy(model)
         model.save_pretrained(str(out), safe_serialization=True)
     return build
-
-
-def build_flux_controlnet(out: Path, data_dir: str) -> None:
-    _controlnet_like("FluxControlNetModel")(out, data_dir, "flux")
-
-
-def build_sd3_controlnet(out: Path, data_dir: str) -> None:
-    _controlnet_like("SD3ControlNetModel")(out, data_dir, "sd3")
-
-
-def build_qwen_image_controlnet(out: Path, data_dir: str) -> None:
-    _controlnet_like("QwenImageControlNetModel")(out, data_dir, "qwen-image")
 
 
 def build_sdxl_controlnet(out: Path, data_dir: str) -> None:
@@ -174,11 +162,13 @@ def build_depth(out: Path, data_dir: str) -> None:
 
 
 TINY_HELPERS: dict[str, TinyHelper] = {
-    f"{TINY_PREFIX}flux-controlnet": TinyHelper("controlnet", "flux", build_flux_controlnet),
+    f"{TINY_PREFIX}flux-controlnet": TinyHelper(
+        "controlnet", "flux", _controlnet_like("FluxControlNetModel", "flux")),
     f"{TINY_PREFIX}sdxl-controlnet": TinyHelper("controlnet", "sdxl", build_sdxl_controlnet),
-    f"{TINY_PREFIX}sd3-controlnet": TinyHelper("controlnet", "sd3", build_sd3_controlnet),
-    f"{TINY_PREFIX}qwen-image-controlnet": TinyHelper("controlnet", "qwen-image",
-                                                      build_qwen_image_controlnet),
+    f"{TINY_PREFIX}sd3-controlnet": TinyHelper(
+        "controlnet", "sd3", _controlnet_like("SD3ControlNetModel", "sd3")),
+    f"{TINY_PREFIX}qwen-image-controlnet": TinyHelper(
+        "controlnet", "qwen-image", _controlnet_like("QwenImageControlNetModel", "qwen-image")),
     f"{TINY_PREFIX}flux-redux": TinyHelper("reference", "flux", build_flux_redux),
     f"{TINY_PREFIX}sdxl-ip-adapter": TinyHelper("reference", "sdxl", build_sdxl_ip_adapter),
     f"{TINY_PREFIX}depth": TinyHelper("depth", None, build_depth),

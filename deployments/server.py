@@ -286,8 +286,11 @@ class FamilyServer:
         params = job.params
         job.images = [await load(k, "RGB") for k in params.image_keys]
         job.mask = await load(params.mask_key, "L") if params.mask_key else None
-        job.controls = [await load(c.image_key, "RGB") for c in params.controlnets]
-        job.references = [await load(r.image_key, "RGB") for r in params.reference_images]
+        # inactive ones (scale 0) are not run: not read either
+        job.controls = [await load(c.image_key, "RGB") if c.active else None
+                        for c in params.controlnets]
+        job.references = [await load(r.image_key, "RGB") if r.active else None
+                          for r in params.reference_images]
 
     async def _load_adapters(self, base, job: Job) -> None:
         """Each adapter the replica does not hold yet: its staged bytes from the store, checked

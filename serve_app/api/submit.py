@@ -105,8 +105,12 @@ class Submitter:
                                        param="model")
         warnings: list[str] = []
         checked = self.safety_check(tenant, body, origin)
-        task_id, now = new_id("task"), time.time()
         loras = await self.loras(tenant, model, body)
+        # refused for its options (webhook, idempotency key) before any input image is stored
+        options = await self.options(body, opts, checked, warnings)
+        options.file_prefix, options.metadata = file_prefix, metadata or {}
+        options.origin = origin
+        task_id, now = new_id("task"), time.time()
         controls = await self.conditioning.controlnets(tenant, model, body, task_id)
         references, reference_model = await self.conditioning.references(tenant, model, body,
                                                                          task_id)
@@ -114,9 +118,6 @@ class Submitter:
                                          safety_check=checked, controlnets=controls,
                                          reference_images=references,
                                          reference_model=reference_model)
-        options = await self.options(body, opts, checked, warnings)
-        options.file_prefix, options.metadata = file_prefix, metadata or {}
-        options.origin = origin
         return await self.submit(tenant, model, task_id, now, params, body.response_format,
                                  warnings, options, opts.base_url, wait_s)
 

@@ -140,6 +140,11 @@ class ReferenceRef(BaseModel):
     image_sha256: str
     scale: float = 1.0
 
+    @property
+    def active(self) -> bool:
+        """A reference at scale 0 adds nothing: it is not run."""
+        return self.scale > 0
+
 
 class GenerateParams(BaseModel):
     """One task's pipeline parameters: validated and defaulted by the ingress, then unchanged."""
