@@ -74,16 +74,19 @@ class Journal:
         return future
 
     async def settled(self, task_id: str, timeout_s: float) -> None:
-        """Wait until the task's last change is committed; 503 if that takes too long."""
-        future = self._latest.get(task_id)
-        if future is None or future.done():
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(future), timeout_s)
-        except asyncio.TimeoutError:
-            raise ServiceUnavailableError(
-                "the task database is not answering; this task's latest state is not stored "
-                "yet", headers=RETRY_AFTER) from None
+        """Wait until the task's last change is committed; 503 if that takes too long. The
+        task may change again while a commit is awaited (it ends while its start is being
+        written): its newest write is awaited in turn, so a reader never sees a state that is
+        not stored."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (future := self._latest.get(task_id)) is not None and not future.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise ServiceUnavailableError(
+                    "the task database is not answering; this task's latest state is not "
+                    "stored yet", headers=RETRY_AFTER) from None
 
     def pending(self, task_id: str) -> bool:
         future = self._latest.get(task_id)
